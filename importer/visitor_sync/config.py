@@ -1,0 +1,42 @@
+"""``ImportConfig``: everything one import run needs, as one document.
+
+The operator renders it into the importer Job (mounted as a file); the CLI
+builds it from flags. Secrets (database URL, SFTP credentials) are never part
+of it: they come from files or the environment.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Limits(BaseModel):
+    """Per-file limits of FORMATS.md; over a limit the file is rejected."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_file_bytes: int = Field(2 * 1024**3, gt=0, description="Largest accepted file.")
+    max_field_chars: int = Field(1000, gt=0, description="Longest accepted field.")
+    max_rows: int = Field(2_000_000, gt=0, description="Most data rows in one file.")
+
+
+class ImportConfig(BaseModel):
+    """The importer's input contract (owned here, imported by the operator)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    district_id: str = Field(min_length=1, max_length=63,
+                             pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$",
+                             description="Stable district identifier (DNS label).")
+    district_name: str | None = Field(None, description="Display name used in reports.")
+    max_deactivate_percent: float = Field(
+        10, ge=0, le=100,
+        description="A file deactivating more than this share of its type's active records "
+                    "is held instead of applied.")
+    quiet_period_seconds: int = Field(
+        60, ge=0, description="A file modified more recently than this waits for the next run.")
+    held_retention_days: int = Field(
+        14, ge=1, description="Held files not approved within this many days expire.")
+    accepted_types: list[str] | None = Field(
+        None, description="File types this district may send (default: all).")
+    limits: Limits = Field(default_factory=Limits)

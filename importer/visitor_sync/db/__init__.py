@@ -1,0 +1,1 @@
+"""Database: schema (SQLAlchemy 2.0 models), migrations and connections."""

@@ -1,0 +1,37 @@
+"""Every file type a district may send, and how a file name finds its type."""
+
+from __future__ import annotations
+
+from graphlib import TopologicalSorter
+
+from visitor_sync.filetypes.base import FileType
+from visitor_sync.filetypes.bus_schedule import BUS_SCHEDULE
+from visitor_sync.filetypes.court_orders import COURT_ORDERS
+from visitor_sync.filetypes.employees import EMPLOYEES
+from visitor_sync.filetypes.students import STUDENTS
+from visitor_sync.filetypes.users import USERS
+from visitor_sync.filetypes.visitors import VISITORS
+from visitor_sync.filetypes.volunteers import VOLUNTEERS
+
+FILE_TYPES: dict[str, FileType] = {file_type.name: file_type for file_type in (
+    STUDENTS, VISITORS, EMPLOYEES, USERS, VOLUNTEERS, COURT_ORDERS, BUS_SCHEDULE)}
+
+_BY_FILE_NAME = {name: file_type for file_type in FILE_TYPES.values()
+                 for name in file_type.file_names}
+
+#: Types in the order their files are applied within a run (dependencies first).
+APPLY_ORDER: tuple[str, ...] = tuple(TopologicalSorter(
+    {name: file_type.after for name, file_type in FILE_TYPES.items()}).static_order())
+
+TEMPORARY_SUFFIXES = (".filepart", ".part", ".partial", ".tmp")
+
+
+def is_temporary(file_name: str) -> bool:
+    """Upload-in-progress names that are never touched."""
+    lowered = file_name.lower()
+    return lowered.startswith((".", "~")) or lowered.endswith(TEMPORARY_SUFFIXES)
+
+
+def file_type_for(file_name: str) -> FileType | None:
+    """The type a file name announces (case-insensitive), or ``None`` if unrecognised."""
+    return _BY_FILE_NAME.get(file_name.lower())

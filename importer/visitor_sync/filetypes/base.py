@@ -1,0 +1,145 @@
+"""The declarative shape of a district file type.
+
+A :class:`FileType` says which file names it answers to, its columns and
+aliases (headers map onto the fields of a pydantic row model), its key, the
+tables it fills (:class:`Target`) and the references it checks. One generic
+pipeline (``visitor_sync.pipeline``) runs every type; vendor layouts and
+OneRoster members are more declarations, not more pipelines.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict
+
+from visitor_sync.csvfile import normalise_header
+from visitor_sync.db.schema import SyncedRecord
+from visitor_sync.values import Bool
+
+if TYPE_CHECKING:
+    from sqlalchemy import Table
+
+    from visitor_sync.reconcile import NewRecords
+
+
+class RowModel(BaseModel):
+    """Base of every row model: ``Active = 0`` deactivates like absence does."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    active: Bool = True
+
+
+class SyncMode(enum.Enum):
+    #: The file is the complete set: absent records are deactivated.
+    FULL_SYNC = "full_sync"
+    #: Records are created and updated, never deactivated (e.g. schools seen in students.csv).
+    UPSERT = "upsert"
+
+
+_SYNCED_COLUMNS = frozenset(SyncedRecord.__annotations__)
+
+
+@dataclass(frozen=True)
+class Target:
+    """A table a file type fills.
+
+    ``key`` names the row fields forming the table's record key (default: the
+    file key). A row belongs to the target only when every key field has a
+    value. When the target key is coarser than the file key (a visitor on
+    several rows, a school named by many students) the first row wins and the
+    differing later rows get a ``conflicting_values`` warning.
+    """
+
+    model: type[SyncedRecord]
+    key: tuple[str, ...] = ()
+    #: table column -> row field, for columns whose names differ from the row's.
+    renamed: Mapping[str, str] = field(default_factory=dict)
+    mode: SyncMode = SyncMode.FULL_SYNC
+    #: Set-based hook run before new records are inserted (e.g. queue invitations).
+    on_create: Callable[[NewRecords], None] | None = None
+
+    @property
+    def table(self) -> Table:
+        return self.model.__table__  # type: ignore[attr-defined,no-any-return]
+
+    @property
+    def name(self) -> str:
+        return self.table.name
+
+    def fields(self, row_fields: tuple[str, ...]) -> dict[str, str]:
+        """table column -> row field for every data column this target fills."""
+        mapping = {column.name: self.renamed.get(column.name, column.name)
+                   for column in self.table.columns if column.name not in _SYNCED_COLUMNS}
+        return {column: source for column, source in mapping.items() if source in row_fields}
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A row field that must name an active record (``unknown_student``)."""
+
+    field: str
+    model: type[SyncedRecord]
+    code: str
+    noun: str
+
+
+@dataclass(frozen=True)
+class FileType:
+    name: str
+    file_names: tuple[str, ...]
+    row_model: type[RowModel]
+    #: canonical header -> accepted aliases; every row-model field has one header.
+    headers: Mapping[str, tuple[str, ...]]
+    key: tuple[str, ...]
+    targets: tuple[Target, ...]
+    references: tuple[Reference, ...] = ()
+    #: types whose files of the same run are applied first.
+    after: tuple[str, ...] = ()
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        missing = set(self.row_model.model_fields) - {field_name(h) for h in self.headers}
+        if missing:
+            raise TypeError(f"{self.name}: fields without a header: {sorted(missing)}")
+
+    @property
+    def primary(self) -> Target:
+        """The target whose counts the report shows and the safety hold guards."""
+        return self.targets[0]
+
+    @property
+    def row_fields(self) -> tuple[str, ...]:
+        return tuple(self.row_model.model_fields)
+
+    def header_lookup(self) -> dict[str, str]:
+        """Normalised header or alias -> row field."""
+        lookup: dict[str, str] = {}
+        for header, aliases in self.headers.items():
+            for name in (header, *aliases):
+                lookup[normalise_header(name)] = field_name(header)
+        return lookup
+
+    def required_headers(self) -> list[str]:
+        return [header for header in self.headers
+                if self.row_model.model_fields[field_name(header)].is_required()]
+
+    def header_of(self, row_field: str) -> str:
+        return next(header for header in self.headers if field_name(header) == row_field)
+
+    def target_key(self, target: Target) -> tuple[str, ...]:
+        return target.key or self.key
+
+
+def field_name(header: str) -> str:
+    """``Date of Birth`` -> ``date_of_birth``."""
+    return re.sub(r"\W+", "_", header.strip().lower()).strip("_")
+
+
+def row_values(row: RowModel) -> dict[str, Any]:
+    return row.__dict__

@@ -1,0 +1,363 @@
+"""One import run: every ready file of a district validated, applied and accounted for.
+
+Order of a run: take the district lock, expire old held files, list the
+inbox, then per file (dependencies first: students before visitors) one
+transaction that stages, checks, plans and applies it *and* records its
+outcome, and only after that commit remove the file (or move it to the held
+area). A crash at any point leaves the database as before the file and the
+file where it was.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Protocol, cast
+
+from sqlalchemy import Connection, Engine, insert, select, update
+
+from visitor_sync import checks
+from visitor_sync.config import ImportConfig
+from visitor_sync.csvfile import CsvTable, FileFacts, inspect_file
+from visitor_sync.db.schema import District, HeldFile, ImportFileResult, ImportIssue, ImportRun
+from visitor_sync.filetypes import APPLY_ORDER, FILE_TYPES, file_type_for
+from visitor_sync.filetypes.base import FileType
+from visitor_sync.issuelog import IssueLog
+from visitor_sync.issues import FileRejected, Issue
+from visitor_sync.locking import district_lock, heartbeat
+from visitor_sync.reconcile import Counts, TargetSync
+from visitor_sync.sources import FileChanged, Inbox, Source, SourceFile, held_location, ready
+from visitor_sync.staging import Stage
+from visitor_sync.summary import FileOutcome, FileStatus, ImportSummary, run_result
+from visitor_sync.validation import RowValidator, match_header
+
+#: ``approve_held`` value approving every pending held file of the district.
+ALL_HELD = "all"
+
+
+class Progress(Protocol):
+    """Receives progress of long files (a terminal progress bar, or nothing)."""
+
+    def file_started(self, name: str, total_bytes: int) -> None: ...
+    def file_advanced(self, bytes_done: int) -> None: ...
+    def file_finished(self) -> None: ...
+
+
+@dataclass
+class _Work:
+    """A file to process and what to do with it once its outcome is recorded."""
+
+    name: str
+    file_type: FileType | None
+    fetch: Callable[[], AbstractContextManager[Path]]
+    source_file: SourceFile | None = None
+    held: HeldFile | None = None
+    rejection: FileRejected | None = None
+    superseded: list[int] = field(default_factory=list)
+
+
+class Importer:
+    """Runs imports for one district from one source into one database.
+
+    :meth:`for_validation` makes a run that applies into a scratch database,
+    never touches the files, and checks references only against types present
+    in the run.
+    """
+
+    def __init__(self, engine: Engine, source: Source, config: ImportConfig, *,
+                 approve_held: str | None = None, trigger: str = "manual",
+                 progress: Progress | None = None) -> None:
+        self.engine = engine
+        self.source: Inbox = source
+        self._drop_box: Source | None = source
+        self.config = config
+        self.district_id = config.district_id
+        self.approve_held = approve_held
+        self.trigger = trigger
+        self.progress = progress
+        self.run_id = str(uuid.uuid4())
+        self.waiting: list[str] = []
+        self._file_started = 0.0
+
+    @classmethod
+    def for_validation(cls, scratch: Engine, inbox: Inbox, config: ImportConfig,
+                       progress: Progress | None = None) -> Importer:
+        importer = cls(scratch, cast(Source, inbox), config, trigger="validate",
+                       progress=progress)
+        importer._drop_box = None
+        return importer
+
+    @property
+    def validate_only(self) -> bool:
+        return self._drop_box is None
+
+    @property
+    def drop_box(self) -> Source:
+        assert self._drop_box is not None, "a validation run never changes its files"
+        return self._drop_box
+
+    # -- the run ------------------------------------------------------------------------
+
+    def run(self) -> ImportSummary:
+        started = datetime.now(UTC)
+        self._ensure_district(started)
+        with district_lock(self.engine, self.district_id, self.run_id):
+            with self.engine.begin() as connection:
+                connection.execute(insert(ImportRun).values(
+                    id=self.run_id, district_id=self.district_id, started_at=started,
+                    result="running", trigger=self.trigger))
+            if not self.validate_only:
+                self._expire_held(started)
+            outcomes = []
+            work = self._plan()
+            present = {item.file_type.name for item in work
+                       if item.file_type is not None and item.rejection is None}
+            for item in work:
+                outcomes.append(self._process(item, present))
+                heartbeat(self.engine, self.district_id, self.run_id)
+            outcomes += [FileOutcome(file=name, status=FileStatus.WAITING)
+                         for name in self.waiting]
+            summary = ImportSummary(run_id=self.run_id, district_id=self.district_id,
+                                    result=run_result(outcomes), started_at=started,
+                                    finished_at=datetime.now(UTC), files=outcomes)
+            with self.engine.begin() as connection:
+                connection.execute(update(ImportRun).where(ImportRun.id == self.run_id).values(
+                    finished_at=summary.finished_at, result=summary.result.value,
+                    summary=summary.model_dump(mode="json")))
+        return summary
+
+    def _ensure_district(self, now: datetime) -> None:
+        with self.engine.begin() as connection:
+            if connection.scalar(select(District.id).where(District.id == self.district_id)) \
+                    is None:
+                connection.execute(insert(District).values(
+                    id=self.district_id, name=self.config.district_name, created_at=now))
+
+    # -- what to process ----------------------------------------------------------------
+
+    def _plan(self) -> list[_Work]:
+        listed = self.source.list_files()
+        settled, waiting = ready(listed, time.time(), self.config.quiet_period_seconds)
+        self.waiting = [file.name for file in waiting]
+        by_type: dict[str, _Work] = {}
+        work: list[_Work] = []
+        for file in settled:
+            item = _Work(file.name, file_type_for(file.name),
+                         lambda file=file: self.source.fetch(file), source_file=file)
+            work.append(item)
+            if item.file_type is None:
+                item.rejection = FileRejected(
+                    "unrecognised_file",
+                    f"{file.name!r} is not a known import file name; see the list of "
+                    "accepted file names (e.g. students.csv)")
+            elif not self._accepts(item.file_type):
+                item.rejection = FileRejected(
+                    "type_not_accepted",
+                    f"{item.file_type.name} files are not enabled for this district")
+            elif item.file_type.name in by_type:
+                item.rejection = FileRejected(
+                    "duplicate_source",
+                    f"{by_type[item.file_type.name].name!r} in the same run is also a "
+                    f"{item.file_type.name} file; send one file per type")
+            else:
+                by_type[item.file_type.name] = item
+        if not self.validate_only:
+            work += self._held_work(by_type)
+        order = {name: index for index, name in enumerate(APPLY_ORDER)}
+        return sorted(work, key=lambda item: (item.rejection is not None,
+                                              order.get(getattr(item.file_type, "name", ""), 99),
+                                              item.name))
+
+    def _accepts(self, file_type: FileType) -> bool:
+        accepted = self.config.accepted_types
+        return accepted is None or file_type.name in accepted
+
+    def _held_work(self, inbox: dict[str, _Work]) -> list[_Work]:
+        """Approved held files join the run; a newer inbox file of a type supersedes them."""
+        with self.engine.connect() as connection:
+            pending = list(connection.scalars(select(HeldFile).where(
+                HeldFile.district_id == self.district_id, HeldFile.state == "pending")
+                .order_by(HeldFile.held_at)))
+        work: list[_Work] = []
+        for held in pending:
+            newer = inbox.get(held.file_type)
+            if newer is not None:
+                newer.superseded.append(held.id)
+            elif self.approve_held in (ALL_HELD, held.run_id):
+                item = _Work(held.file_name, FILE_TYPES[held.file_type],
+                             lambda held=held: self.drop_box.fetch_held(held.location),
+                             held=held)
+                inbox[held.file_type] = item
+                work.append(item)
+        return work
+
+    # -- one file -----------------------------------------------------------------------
+
+    def _process(self, item: _Work, present: set[str]) -> FileOutcome:
+        self._file_started = time.perf_counter()
+        try:
+            with item.fetch() as path:
+                outcome = self._outcome(item, path, present)
+        except FileChanged:
+            return FileOutcome(file=item.name, type=_type_name(item), status=FileStatus.WAITING)
+        if not self.validate_only:
+            self._dispose(item, outcome)
+        return outcome
+
+    def _outcome(self, item: _Work, path: Path, present: set[str]) -> FileOutcome:
+        """Apply the file in one transaction with its recorded outcome, or reject it whole."""
+        try:
+            if item.rejection is not None:
+                raise item.rejection
+            assert item.file_type is not None
+            facts = inspect_file(path, self.config.limits)
+            with self.engine.begin() as connection:
+                return self._apply(connection, item, item.file_type, path, facts, present)
+        except FileRejected as rejected:
+            return self._record_rejection(item, rejected)
+
+    def _apply(self, connection: Connection, item: _Work, file_type: FileType, path: Path,
+               facts: FileFacts, present: set[str]) -> FileOutcome:
+        result_id = self._file_result(connection, item, size=facts.size, sha256=facts.sha256)
+        log = IssueLog(connection, result_id)
+        if facts.fell_back_to_cp1252:
+            log.add(Issue.warning(item.name, "encoding_fallback",
+                                  "the file is not valid UTF-8 and was read as Windows-1252; "
+                                  "export it as UTF-8"))
+        stage = Stage(file_type)
+        stage.create(connection)
+        with CsvTable(path, facts.encoding, self.config.limits) as table:
+            columns = match_header(table.header, file_type, item.name, log)
+            validator = RowValidator(file_type, stage, columns, item.name, log)
+            if self.progress is not None:
+                self.progress.file_started(item.name, facts.size)
+            stage.load(connection, validator.staged_rows(
+                table, self.progress.file_advanced if self.progress else None))
+            if self.progress is not None:
+                self.progress.file_finished()
+        log.extend(checks.duplicate_keys(connection, stage, item.name))
+        for reference in file_type.references:
+            if not self.validate_only or _filled_by_run(reference.model, present):
+                log.extend(checks.unknown_references(connection, stage, reference,
+                                                     self.district_id, item.name))
+        log.extend(checks.conflicting_rows(connection, stage, item.name))
+        syncs = [TargetSync(stage, target, self.district_id) for target in file_type.targets]
+        counts = syncs[0].plan(connection)
+        held_reason = None if item.held is not None else syncs[0].hold_reason(
+            counts, self.config.max_deactivate_percent)
+        if held_reason is None:
+            now = datetime.now(UTC)
+            for sync in syncs:
+                sync.apply(connection, self.run_id, now)
+        else:
+            counts = Counts()
+            connection.execute(insert(HeldFile).values(
+                district_id=self.district_id, run_id=self.run_id, file_name=item.name,
+                file_type=file_type.name, location=held_location(self.run_id, item.name),
+                size=facts.size, sha256=facts.sha256, held_at=datetime.now(UTC),
+                reason=held_reason))
+        rejected_rows = stage.skipped_rows(connection)
+        stage.drop(connection)
+        log.flush()
+        outcome = FileOutcome(
+            file=item.name, type=file_type.name,
+            status=FileStatus.APPLIED if held_reason is None else FileStatus.HELD,
+            rows_read=validator.rows_read, created=counts.created, updated=counts.updated,
+            unchanged=counts.unchanged, deactivated=counts.deactivated,
+            rejected_rows=rejected_rows, errors=log.errors, warnings=log.warnings,
+            held_reason=held_reason, issues=log.first)
+        self._finish_file_result(connection, result_id, outcome)
+        self._resolve_held(connection, item, "applied" if held_reason is None else None)
+        return outcome
+
+    def _record_rejection(self, item: _Work, rejected: FileRejected) -> FileOutcome:
+        issues = rejected.issues(item.name)
+        outcome = FileOutcome(file=item.name, type=_type_name(item), status=FileStatus.REJECTED,
+                              errors=len(issues), issues=issues)
+        with self.engine.begin() as connection:
+            result_id = self._file_result(connection, item)
+            log = IssueLog(connection, result_id)
+            log.extend(issues)
+            log.flush()
+            self._finish_file_result(connection, result_id, outcome)
+            self._resolve_held(connection, item, "rejected")
+        return outcome
+
+    def _file_result(self, connection: Connection, item: _Work, **facts: object) -> int:
+        return connection.execute(insert(ImportFileResult).values(
+            run_id=self.run_id, file_name=item.name, file_type=_type_name(item),
+            status="processing", **facts).returning(ImportFileResult.id)).scalar_one()
+
+    def _resolve_held(self, connection: Connection, item: _Work, state: str | None) -> None:
+        """Close the held record an approved file came from, and those it supersedes."""
+        now = datetime.now(UTC)
+        if item.held is not None and state is not None:
+            connection.execute(update(HeldFile).where(HeldFile.id == item.held.id).values(
+                state=state, resolved_at=now))
+        if item.superseded and state != "rejected":
+            connection.execute(update(HeldFile).where(HeldFile.id.in_(item.superseded)).values(
+                state="superseded", resolved_at=now))
+
+    def _finish_file_result(self, connection: Connection, result_id: int,
+                            outcome: FileOutcome) -> None:
+        outcome.duration_ms = round((time.perf_counter() - self._file_started) * 1000)
+        connection.execute(update(ImportFileResult).where(ImportFileResult.id == result_id).values(
+            status=outcome.status.value, rows_read=outcome.rows_read, created=outcome.created,
+            updated=outcome.updated, unchanged=outcome.unchanged,
+            deactivated=outcome.deactivated, rejected_rows=outcome.rejected_rows,
+            errors=outcome.errors, warnings=outcome.warnings, duration_ms=outcome.duration_ms,
+            detail=outcome.held_reason))
+
+    # -- after the outcome is recorded --------------------------------------------------
+
+    def _dispose(self, item: _Work, outcome: FileOutcome) -> None:
+        """Remove the processed file, or move a held one aside; never before recording."""
+        if item.held is not None:
+            self.drop_box.discard_held(item.held.location)
+        elif item.source_file is not None:
+            if outcome.status is FileStatus.HELD:
+                self.drop_box.hold(item.source_file, self.run_id)
+            else:
+                self.drop_box.remove(item.source_file)
+        if item.superseded and outcome.status is not FileStatus.REJECTED:
+            with self.engine.connect() as connection:
+                locations = connection.scalars(select(HeldFile.location).where(
+                    HeldFile.id.in_(item.superseded)))
+                for location in locations:
+                    self.drop_box.discard_held(location)
+
+    def _expire_held(self, now: datetime) -> None:
+        cutoff = now - timedelta(days=self.config.held_retention_days)
+        with self.engine.begin() as connection:
+            expired = list(connection.execute(select(HeldFile.id, HeldFile.location).where(
+                HeldFile.district_id == self.district_id, HeldFile.state == "pending",
+                HeldFile.held_at < cutoff)))
+            connection.execute(update(HeldFile).where(
+                HeldFile.id.in_([row.id for row in expired])).values(
+                state="expired", resolved_at=now))
+        for row in expired:
+            self.drop_box.discard_held(row.location)
+
+
+def _type_name(item: _Work) -> str | None:
+    return item.file_type.name if item.file_type is not None else None
+
+
+def _filled_by_run(model: type, present: set[str]) -> bool:
+    return any(target.model is model for name in present for target in FILE_TYPES[name].targets)
+
+
+def stored_issues(engine: Engine, run_id: str) -> Iterator[Issue]:
+    """Every issue of a run, in file order then line order, streamed from the database."""
+    query = (select(ImportIssue.file, ImportIssue.line, ImportIssue.column, ImportIssue.code,
+                    ImportIssue.reason, ImportIssue.severity)
+             .join(ImportFileResult).where(ImportFileResult.run_id == run_id)
+             .order_by(ImportFileResult.id, ImportIssue.line, ImportIssue.id))
+    with engine.connect() as connection:
+        for row in connection.execution_options(yield_per=1000).execute(query):
+            yield Issue.model_validate(row._asdict())

@@ -1,0 +1,64 @@
+"""Human forms of a run's outcome: the terminal table and the ``errors.csv`` attachment."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable
+
+from visitor_sync.issues import Issue
+from visitor_sync.summary import ImportSummary
+
+#: Characters that make a spreadsheet treat a cell as a formula (CSV injection).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_COUNT_COLUMNS = ("rows_read", "created", "updated", "unchanged", "deactivated",
+                  "rejected_rows", "errors", "warnings")
+
+
+def render_text(summary: ImportSummary, issues_per_file: int = 10) -> str:
+    """The run as a table of files and counts, then each file's first issues."""
+    headings = ("file", "type", "status", *(name.replace("_rows", "") for name in _COUNT_COLUMNS))
+    rows = [(outcome.file, outcome.type or "-", outcome.status.value,
+             *(f"{getattr(outcome, name):,}" for name in _COUNT_COLUMNS))
+            for outcome in summary.files]
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headings, *rows,
+                                                                       strict=False)]
+    lines = [f"district {summary.district_id} run {summary.run_id}: {summary.result.value} "
+             f"({len(summary.files)} file(s), {summary.errors:,} error(s))"]
+    if rows:
+        lines += ["", *("  ".join(str(cell).ljust(width) for cell, width in zip(
+            row, widths, strict=True)).rstrip() for row in (headings, *rows))]
+    for outcome in summary.files:
+        if outcome.held_reason:
+            lines += ["", f"{outcome.file} is held: {outcome.held_reason}"]
+        shown = outcome.issues[:issues_per_file]
+        if shown:
+            lines += ["", f"{outcome.file}:"]
+            lines += [f"  {describe(issue)}" for issue in shown]
+            more = outcome.errors + outcome.warnings - len(shown)
+            if more > 0:
+                lines.append(f"  ... and {more:,} more")
+    return "\n".join(lines)
+
+
+def describe(issue: Issue) -> str:
+    where = f"line {issue.line}" if issue.line else "file"
+    column = f", column {issue.column!r}" if issue.column else ""
+    return f"{issue.severity.value}: {where}{column}: {issue.code}: {issue.reason}"
+
+
+def csv_safe(value: str | None) -> str:
+    """A cell spreadsheets will show as text, never evaluate."""
+    text = "" if value is None else value
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+
+
+def errors_csv(issues: Iterable[Issue]) -> str:
+    """Every issue as CSV (file, line, column, severity, error, reason), injection-safe."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(("file", "line", "column", "severity", "error", "reason"))
+    for issue in issues:
+        writer.writerow((csv_safe(issue.file), issue.line or "", csv_safe(issue.column),
+                         issue.severity.value, issue.code, csv_safe(issue.reason)))
+    return buffer.getvalue()

@@ -1,0 +1,155 @@
+"""Where district files come from: one interface for a local folder and for SFTP.
+
+The pipeline lists ready files, fetches each into a private local copy,
+records its outcome, then either removes it (only if it is still the very
+file that was read: same size and mtime) or moves it to the held area.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from visitor_sync.filetypes import is_temporary
+
+HELD_DIRECTORY = "held"
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    name: str
+    size: int
+    mtime: float
+
+
+class FileChanged(Exception):
+    """The file changed while it was being read; it waits for the next run."""
+
+
+class Inbox(Protocol):
+    """What validation needs: the files and their contents."""
+
+    def list_files(self) -> list[SourceFile]:
+        """Regular files in the inbox, temporary upload names excluded."""
+
+    def fetch(self, file: SourceFile) -> AbstractContextManager[Path]:
+        """A private local copy of the file, deleted when the context ends."""
+
+
+class Source(Inbox, Protocol):
+    """A district's drop box: an inbox whose processed files are removed or held."""
+
+    def remove(self, file: SourceFile) -> bool:
+        """Remove the file if it is unchanged since listed; ``False`` if it was replaced."""
+
+    def hold(self, file: SourceFile, run_id: str) -> str:
+        """Move the file to the held area; returns where it went."""
+
+    def fetch_held(self, location: str) -> AbstractContextManager[Path]:
+        """A private local copy of a held file."""
+
+    def discard_held(self, location: str) -> None:
+        """Remove a held file for good (applied, superseded or expired)."""
+
+
+
+def ready(files: list[SourceFile], now: float, quiet_period: float) -> tuple[
+        list[SourceFile], list[SourceFile]]:
+    """Split into files quiet for the whole period and files that may still be uploading."""
+    settled = [file for file in files if now - file.mtime >= quiet_period]
+    waiting = [file for file in files if now - file.mtime < quiet_period]
+    return settled, waiting
+
+
+def held_location(run_id: str, file_name: str) -> str:
+    """Where a source keeps a file held by a run (relative to its inbox)."""
+    return f"{HELD_DIRECTORY}/{run_id}/{file_name}"
+
+
+class FileList:
+    """Files named on a command line (``visitor-sync validate``): read, never changed."""
+
+    def __init__(self, paths: list[Path]) -> None:
+        self.paths = {path.name: path for path in paths}
+
+    def list_files(self) -> list[SourceFile]:
+        return [SourceFile(name, path.stat().st_size, 0.0) for name, path in self.paths.items()]
+
+    @contextmanager
+    def fetch(self, file: SourceFile) -> Iterator[Path]:
+        yield self.paths[file.name]
+
+
+class LocalFolderSource:
+    """A folder on this machine (the demo, tests, a mounted volume)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.held_root = root / HELD_DIRECTORY
+
+    def list_files(self) -> list[SourceFile]:
+        files = []
+        for path in sorted(self.root.iterdir()):
+            if path.is_file() and not path.is_symlink() and not is_temporary(path.name):
+                stat = path.stat()
+                files.append(SourceFile(path.name, stat.st_size, stat.st_mtime))
+        return files
+
+    @contextmanager
+    def fetch(self, file: SourceFile) -> Iterator[Path]:
+        with _private_copy(self.root / file.name) as copy:
+            if not _unchanged(self.root / file.name, file):
+                raise FileChanged(file.name)
+            yield copy
+
+    def remove(self, file: SourceFile) -> bool:
+        path = self.root / file.name
+        if not _unchanged(path, file):
+            return False
+        path.unlink()
+        return True
+
+    def hold(self, file: SourceFile, run_id: str) -> str:
+        location = held_location(run_id, file.name)
+        target = self.root / location
+        target.parent.mkdir(parents=True, exist_ok=True)
+        (self.root / file.name).rename(target)
+        return location
+
+    @contextmanager
+    def fetch_held(self, location: str) -> Iterator[Path]:
+        with _private_copy(self._held_path(location)) as copy:
+            yield copy
+
+    def discard_held(self, location: str) -> None:
+        path = self._held_path(location)
+        path.unlink(missing_ok=True)
+        if path.parent != self.held_root and not any(path.parent.iterdir()):
+            path.parent.rmdir()
+
+    def _held_path(self, location: str) -> Path:
+        path = (self.root / location).resolve()
+        if not path.is_relative_to(self.held_root.resolve()):
+            raise ValueError(f"not a held file: {location}")
+        return path
+
+
+def _unchanged(path: Path, file: SourceFile) -> bool:
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return False
+    return stat.st_size == file.size and stat.st_mtime == file.mtime
+
+
+@contextmanager
+def _private_copy(path: Path) -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="visitor-sync-") as scratch:
+        copy = Path(scratch) / path.name
+        shutil.copyfile(path, copy)
+        yield copy

@@ -1,0 +1,101 @@
+"""``ImportSummary``: what one run did, for people, the CR status and the database.
+
+The importer prints it (``--format json``), stores it on the run row and
+writes a compact form to the Job's termination message (<4 KiB), which the
+operator reads back with the same model.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from visitor_sync.issues import Issue
+
+TERMINATION_MESSAGE_LIMIT = 4096
+
+
+class FileStatus(enum.StrEnum):
+    APPLIED = "applied"
+    REJECTED = "rejected"
+    HELD = "held"
+    #: still being uploaded (or changed while read): left for the next run
+    WAITING = "waiting"
+
+
+class RunResult(enum.StrEnum):
+    SUCCESS = "success"
+    PARTIAL = "partial"
+    HELD = "held"
+    FAILED = "failed"
+
+
+class FileOutcome(BaseModel):
+    file: str
+    type: str | None = None
+    status: FileStatus
+    rows_read: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deactivated: int = 0
+    rejected_rows: int = 0
+    errors: int = 0
+    warnings: int = 0
+    duration_ms: int = 0
+    held_reason: str | None = None
+    #: the first issues of the file; every issue is in the database
+    issues: list[Issue] = Field(default_factory=list)
+
+
+class ImportSummary(BaseModel):
+    run_id: str
+    district_id: str
+    result: RunResult
+    started_at: datetime
+    finished_at: datetime
+    files: list[FileOutcome] = Field(default_factory=list)
+    #: files left out of a compacted summary (see :meth:`termination_message`)
+    files_omitted: int = 0
+
+    @property
+    def errors(self) -> int:
+        return sum(outcome.errors for outcome in self.files)
+
+    def totals(self) -> dict[str, int]:
+        keys = ("rows_read", "created", "updated", "unchanged", "deactivated", "rejected_rows",
+                "errors", "warnings")
+        return {key: sum(getattr(outcome, key) for outcome in self.files) for key in keys}
+
+    def termination_message(self) -> str:
+        """The summary as JSON under 4 KiB: issues are trimmed first, then trailing files."""
+        compact = self.model_copy(deep=True)
+        for keep in (3, 1, 0):
+            for outcome in compact.files:
+                outcome.issues = outcome.issues[:keep]
+            text = compact.model_dump_json(exclude_defaults=True)
+            if len(text.encode()) <= TERMINATION_MESSAGE_LIMIT:
+                return text
+        while compact.files:
+            compact.files.pop()
+            compact.files_omitted += 1
+            text = compact.model_dump_json(exclude_defaults=True)
+            if len(text.encode()) <= TERMINATION_MESSAGE_LIMIT:
+                break
+        return text
+
+
+def run_result(files: list[FileOutcome]) -> RunResult:
+    """failed: nothing applied and something rejected; held: a file awaits approval;
+    partial: some rows or files in error; success: everything applied cleanly."""
+    statuses = {outcome.status for outcome in files}
+    if FileStatus.REJECTED in statuses and FileStatus.APPLIED not in statuses \
+            and FileStatus.HELD not in statuses:
+        return RunResult.FAILED
+    if FileStatus.HELD in statuses:
+        return RunResult.HELD
+    if FileStatus.REJECTED in statuses or any(outcome.errors for outcome in files):
+        return RunResult.PARTIAL
+    return RunResult.SUCCESS

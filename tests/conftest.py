@@ -1,0 +1,63 @@
+"""Shared pytest fixtures.
+
+Database code is tested against both engines the project supports: SQLite (the embedded
+default) and a real PostgreSQL 15 server (production). The server itself is managed by
+``tests.support.postgres`` so that the benchmarks can reuse it; this file only wires it
+into pytest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from tests.support.postgres import PostgresServer, PostgresUnavailableError
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A private PostgreSQL server for this test process.
+
+    Session scope because starting a cluster takes about a second; tests isolate
+    themselves with ``create_database()`` instead. Under pytest-xdist every worker is
+    its own process and therefore gets its own server, port and directory.
+
+    A missing PostgreSQL installation fails the tests instead of skipping them: a
+    skipped database suite would look green while testing nothing.
+    """
+    server = PostgresServer()
+    try:
+        server.start()
+    except PostgresUnavailableError as error:
+        pytest.fail(f"cannot run PostgreSQL tests: {error}", pytrace=False)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
+    ]
+)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """SQLAlchemy URL of a fresh, empty database; each test runs once per engine.
+
+    The PostgreSQL server is requested lazily, so ``-m "not postgres"`` or ``-k sqlite``
+    runs never start it. The PostgreSQL database is dropped afterwards to keep disk use
+    flat over long runs; the SQLite file goes away with ``tmp_path``.
+    """
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/visitor-sync.db"
+        return
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    url = server.create_database()
+    yield url
+    database = make_url(url).database
+    assert database is not None
+    server.drop_database(database)
