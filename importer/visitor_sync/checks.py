@@ -2,37 +2,61 @@
 
 Each check reports its issues and marks the offending rows ``skip`` so they
 are not applied (their keys still protect their records from deactivation).
+Grouping (hash aggregates) finds the few offending keys; no check sorts the
+whole stage.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
-from sqlalchemy import Connection, Select, exists, func, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Select,
+    Subquery,
+    exists,
+    func,
+    or_,
+    select,
+    update,
+)
 
 from visitor_sync.db.schema import KEY_SEPARATOR
 from visitor_sync.filetypes.base import Reference
 from visitor_sync.issues import Issue, quote_value
-from visitor_sync.staging import Stage, hash_column, key_column
+from visitor_sync.staging import Stage
 
 _REPORT_BATCH = 10_000
 
 
+def first_lines(stage: Stage, key: ColumnElement[str], *, valid_only: bool,
+                repeated_only: bool = False) -> Subquery:
+    """``(key, first_line)``: the first line of every key (optionally only repeated keys)."""
+    table = stage.table
+    query = select(key.label("key"), func.min(table.c.line).label("first_line")).where(
+        key.is_not(None)).group_by(key)
+    if valid_only:
+        query = query.where(~table.c.skip)
+    if repeated_only:
+        query = query.having(func.count() > 1)
+    return query.subquery()
+
+
 def duplicate_keys(connection: Connection, stage: Stage, file_name: str) -> Iterator[Issue]:
     """Every row after the first with the same file key is an error."""
-    table = stage.table
-    first_line = func.min(table.c.line).over(partition_by=table.c.file_key).label("first_line")
-    ranked = select(table.c.line, table.c.file_key, first_line).where(
-        table.c.file_key.is_not(None)).subquery()
-    later = select(ranked.c.line, ranked.c.file_key, ranked.c.first_line).where(
-        ranked.c.line != ranked.c.first_line)
-    key_headers = " + ".join(stage.file_type.header_of(name) for name in stage.file_type.key)
-    for line, key, first in _stream(connection, later.order_by(ranked.c.line)):
-        yield Issue(file=file_name, line=line, column=stage.file_type.header_of(
-            stage.file_type.key[0]), code="duplicate_key",
-            reason=f"{key_headers} {_show_key(key)} is already on line {first}; "
-                   "each key may appear only once per file")
-    _skip_lines(connection, stage, select(later.subquery().c.line))
+    table, file_type = stage.table, stage.file_type
+    firsts = first_lines(stage, stage.file_key, valid_only=False, repeated_only=True)
+    later = (select(table.c.line, firsts.c.key, firsts.c.first_line)
+             .join(firsts, stage.file_key == firsts.c.key)
+             .where(table.c.line != firsts.c.first_line))
+    headers = " + ".join(file_type.header_of(name) for name in file_type.key)
+    for line, key, first in _stream(connection, later.order_by(table.c.line)):
+        yield Issue(file=file_name, line=line, column=file_type.header_of(file_type.key[0]),
+                    code="duplicate_key",
+                    reason=f"{headers} {_show_key(key)} is already on line {first}; "
+                           "each key may appear only once per file")
+    _skip_lines(connection, stage, later)
 
 
 def unknown_references(connection: Connection, stage: Stage, reference: Reference,
@@ -50,30 +74,34 @@ def unknown_references(connection: Connection, stage: Stage, reference: Referenc
         yield Issue(file=file_name, line=line, column=header, code=reference.code,
                     reason=f"{header} {quote_value(key)} is not an active {reference.noun} of "
                            f"this district; send the {reference.noun} first or fix the ID")
-    _skip_lines(connection, stage, select(missing.subquery().c.line))
+    _skip_lines(connection, stage, missing)
 
 
 def conflicting_rows(connection: Connection, stage: Stage, file_name: str) -> Iterator[Issue]:
     """Rows repeating a record (a visitor on several rows) must agree; the first wins."""
-    table = stage.table
-    file_type = stage.file_type
+    table, file_type = stage.table, stage.file_type
     for target in file_type.targets:
-        if file_type.target_key(target) == file_type.key:
+        key_fields = file_type.target_key(target)
+        if key_fields == file_type.key:
             continue
-        key, digest = table.c[key_column(target)], table.c[hash_column(target)]
-        window = {"partition_by": key, "order_by": table.c.line}
-        ranked = select(table.c.line, key.label("key"), digest.label("digest"),
-                        func.first_value(digest).over(**window).label("first_digest"),
-                        func.first_value(table.c.line).over(**window).label("first_line"),
-                        ).where(~table.c.skip, key.is_not(None)).subquery()
-        differing = select(ranked.c.line, ranked.c.key, ranked.c.first_line).where(
-            ranked.c.digest != ranked.c.first_digest).order_by(ranked.c.line)
-        headers = " + ".join(file_type.header_of(name) for name in file_type.target_key(target))
-        for line, record, first in _stream(connection, differing):
+        key = stage.target_key(target)
+        firsts = first_lines(stage, key, valid_only=True, repeated_only=True)
+        first = table.alias("first_row")
+        compared: Sequence[str] = [name for name in target.fields(file_type.row_fields).values()
+                                   if name not in key_fields]
+        differing = (
+            select(table.c.line, firsts.c.key, firsts.c.first_line)
+            .join(firsts, key == firsts.c.key)
+            .join(first, first.c.line == firsts.c.first_line)
+            .where(~table.c.skip, table.c.line != firsts.c.first_line,
+                   or_(*(table.c[name].is_distinct_from(first.c[name]) for name in compared)))
+            .order_by(table.c.line))
+        headers = " + ".join(file_type.header_of(name) for name in key_fields)
+        for line, record, first_line in _stream(connection, differing):
             yield Issue.warning(
                 file_name, "conflicting_values",
                 f"{headers} {_show_key(record)} has other {target.name.replace('_', ' ')} "
-                f"details than on line {first}; line {first} is used", line=line)
+                f"details than on line {first_line}; line {first_line} is used", line=line)
 
 
 def _show_key(key: str) -> str:
@@ -81,11 +109,11 @@ def _show_key(key: str) -> str:
 
 
 def _stream(connection: Connection, query: Select) -> Iterator[tuple]:
-    result = connection.execution_options(yield_per=_REPORT_BATCH).execute(query)
-    for row in result:
+    for row in connection.execute(query.execution_options(yield_per=_REPORT_BATCH)):
         yield tuple(row)
 
 
-def _skip_lines(connection: Connection, stage: Stage, lines: Select) -> None:
+def _skip_lines(connection: Connection, stage: Stage, offending: Select) -> None:
     table = stage.table
+    lines = select(offending.subquery().c.line)
     connection.execute(update(table).where(table.c.line.in_(lines)).values(skip=True))

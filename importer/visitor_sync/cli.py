@@ -169,3 +169,7 @@ def demo(workdir: Path) -> None:
     click.echo(render_text(summary, issues_per_file=3))
     path = write_to_outbox(message, outbox, f"report-{summary.run_id}")
     click.echo(f"\ndatabase: {workdir / 'visitor-sync.db'}\nreport e-mail: {path}")
+
+
+if __name__ == "__main__":
+    main()

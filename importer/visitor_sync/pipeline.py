@@ -223,6 +223,8 @@ class Importer:
 
     def _apply(self, connection: Connection, item: _Work, file_type: FileType, path: Path,
                facts: FileFacts, present: set[str]) -> FileOutcome:
+        if connection.dialect.name == "postgresql":  # room for the set-based steps' hash tables
+            connection.exec_driver_sql("SET LOCAL work_mem = '256MB'")
         result_id = self._file_result(connection, item, size=facts.size, sha256=facts.sha256)
         log = IssueLog(connection, result_id)
         if facts.fell_back_to_cp1252:
@@ -247,14 +249,15 @@ class Importer:
                                                      self.district_id, item.name))
         log.extend(checks.conflicting_rows(connection, stage, item.name))
         syncs = [TargetSync(stage, target, self.district_id) for target in file_type.targets]
-        counts = syncs[0].plan(connection)
-        held_reason = None if item.held is not None else syncs[0].hold_reason(
-            counts, self.config.max_deactivate_percent)
-        if held_reason is None:
-            now = datetime.now(UTC)
-            for sync in syncs:
-                sync.apply(connection, self.run_id, now)
-        else:
+        now = datetime.now(UTC)
+        with connection.begin_nested() as applying:
+            # every target is applied; the primary one's counts are the file's
+            counts, *_ = [sync.apply(connection, self.run_id, now) for sync in syncs]
+            held_reason = None if item.held is not None else syncs[0].hold_reason(
+                counts, self.config.max_deactivate_percent)
+            if held_reason is not None:
+                applying.rollback()
+        if held_reason is not None:
             counts = Counts()
             connection.execute(insert(HeldFile).values(
                 district_id=self.district_id, run_id=self.run_id, file_name=item.name,
@@ -359,5 +362,5 @@ def stored_issues(engine: Engine, run_id: str) -> Iterator[Issue]:
              .join(ImportFileResult).where(ImportFileResult.run_id == run_id)
              .order_by(ImportFileResult.id, ImportIssue.line, ImportIssue.id))
     with engine.connect() as connection:
-        for row in connection.execution_options(yield_per=1000).execute(query):
+        for row in connection.execute(query.execution_options(yield_per=1000)):
             yield Issue.model_validate(row._asdict())

@@ -1,11 +1,12 @@
 """Full sync of one target table from a loaded stage, in a few set-based statements.
 
-:meth:`TargetSync.plan` counts what applying would do (the safety hold needs
-the deactivation count before anything is written); :meth:`TargetSync.apply`
-then inserts new records, updates changed ones (content hash or active flag
-differs: an unchanged row costs no write) and, for a full sync, deactivates
-active records whose key is absent from the file. Keys of rows in error are
-in the stage too, so an error never causes a deactivation.
+:meth:`TargetSync.apply` inserts new records, updates changed ones (content
+hash or active flag differs: an unchanged row costs no write) and, for a
+full sync, deactivates active records whose key is absent from the file; the
+statements' row counts are the file's counts. The caller runs it inside a
+savepoint and rolls back when :meth:`TargetSync.hold_reason` says applying
+was unsafe. Keys of rows in error are in the stage too, so an error never
+causes a deactivation.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     DateTime,
     Subquery,
@@ -30,8 +32,10 @@ from sqlalchemy import (
     update,
 )
 
+from visitor_sync.checks import first_lines
+from visitor_sync.db.rowhash import row_hash
 from visitor_sync.filetypes.base import SyncMode, Target
-from visitor_sync.staging import Stage, hash_column, key_column
+from visitor_sync.staging import Stage
 
 _SYSTEM_COLUMNS = ("record_key", "row_hash", "active")
 
@@ -55,10 +59,8 @@ class Counts:
     deactivated: int = 0
     #: active records of the type before the file (the safety hold's denominator)
     active_before: int = 0
-
-    @property
-    def valid_rows(self) -> int:
-        return self.created + self.updated + self.unchanged + self.deactivated
+    #: rows the file has for this target, valid ones only
+    valid_rows: int = 0
 
 
 class TargetSync:
@@ -67,80 +69,69 @@ class TargetSync:
         self.target = target
         self.table = target.table
         self.district_id = district_id
-        self.columns = target.fields(stage.fields)
+        self.columns = target.fields(stage.file_type.row_fields)
         self.source = self._source()
 
     def _source(self) -> Subquery:
-        """One row per record key: the valid stage rows, first row winning."""
-        stage = self.stage.table
-        key = stage.c[key_column(self.target)]
-        active = (literal(True) if self.target.mode is SyncMode.UPSERT else stage.c.active)
-        columns = [key.label("record_key"), stage.c[hash_column(self.target)].label("row_hash"),
-                   active.label("active"),
-                   *(stage.c[source].label(column) for column, source in self.columns.items())]
-        rank = func.row_number().over(partition_by=key, order_by=stage.c.line).label("rank")
-        ranked = select(*columns, rank).where(~stage.c.skip, key.is_not(None)).subquery()
-        return (select(*(ranked.c[column.name] for column in columns))
-                .where(ranked.c.rank == 1).subquery("source"))
+        """One row per record key: the valid stage rows (the first, where several share it)."""
+        stage, table = self.stage, self.stage.table
+        key = stage.target_key(self.target)
+        active = literal(True) if self.target.mode is SyncMode.UPSERT else table.c.active
+        data = [table.c[source] for source in self.columns.values()]
+        query = select(key.label("record_key"), row_hash(*data).label("row_hash"),
+                       active.label("active"),
+                       *(column.label(name) for name, column in zip(self.columns, data,
+                                                                    strict=True))
+                       ).where(~table.c.skip, key.is_not(None))
+        if self.stage.file_type.target_key(self.target) != self.stage.file_type.key:
+            firsts = first_lines(stage, key, valid_only=True)
+            query = query.where(table.c.line.in_(select(firsts.c.first_line)))
+        return query.subquery("source")
 
-    def _match(self) -> list:
+    def _match(self) -> list[ColumnElement[bool]]:
         return [self.table.c.district_id == self.district_id,
                 self.table.c.record_key == self.source.c.record_key]
 
-    def _absent(self) -> list:
-        """Active records of the district whose key the file does not have at all."""
-        stage = self.stage.table
-        return [self.table.c.district_id == self.district_id, self.table.c.active,
-                ~exists().where(stage.c[key_column(self.target)] == self.table.c.record_key)]
-
-    def plan(self, connection: Connection) -> Counts:
+    def apply(self, connection: Connection, run_id: str, now: datetime) -> Counts:
         table, source = self.table, self.source
-        found = table.c.id.is_not(None)
-        changed = or_(table.c.row_hash != source.c.row_hash, table.c.active != source.c.active)
-        switched_off = and_(table.c.active, ~source.c.active)
-        created, updated, unchanged, switched = connection.execute(
-            select(func.count().filter(~found),
-                   func.count().filter(found, changed, ~switched_off),
-                   func.count().filter(found, ~changed),
-                   func.count().filter(found, switched_off))
-            .select_from(source.outerjoin(table, and_(*self._match())))).one()
-        counts = Counts(created=created, updated=updated, unchanged=unchanged,
-                        deactivated=switched)
+        counts = Counts()
         counts.active_before = connection.scalar(select(func.count()).select_from(table).where(
             table.c.district_id == self.district_id, table.c.active)) or 0
+        counts.valid_rows = connection.scalar(select(func.count()).select_from(source)) or 0
+        stamp = bindparam("now", now, type_=DateTime(timezone=True))
+        new = select(source).where(~exists().where(*self._match())).subquery("new_records")
+        if self.target.on_create is not None:
+            self.target.on_create(NewRecords(connection, self.district_id, run_id, now, new))
+        data = list(self.columns)
+        counts.created = connection.execute(insert(table).from_select(
+            ["district_id", *_SYSTEM_COLUMNS, "deactivated_at", "created_at", "updated_at", *data],
+            select(literal(self.district_id), *(new.c[name] for name in _SYSTEM_COLUMNS),
+                   case((new.c.active, null()), else_=stamp), stamp, stamp,
+                   *(new.c[name] for name in data)))
+            .execution_options(preserve_rowcount=True)).rowcount
+
+        def update_where(condition: ColumnElement[bool]) -> int:
+            return connection.execute(
+                update(table).where(*self._match(), condition)
+                .values(row_hash=source.c.row_hash, active=source.c.active, updated_at=stamp,
+                        deactivated_at=case((source.c.active, null()), (table.c.active, stamp),
+                                            else_=table.c.deactivated_at),
+                        **{name: source.c[name] for name in data})).rowcount
+
+        counts.deactivated = update_where(and_(table.c.active, ~source.c.active))
+        counts.updated = update_where(or_(table.c.row_hash != source.c.row_hash,
+                                          table.c.active != source.c.active))
+        counts.unchanged = counts.valid_rows - counts.created - counts.updated - counts.deactivated
         if self.target.mode is SyncMode.FULL_SYNC:
-            counts.deactivated += connection.scalar(
-                select(func.count()).select_from(table).where(*self._absent())) or 0
+            stage = self.stage
+            counts.deactivated += connection.execute(update(table).where(
+                table.c.district_id == self.district_id, table.c.active,
+                ~exists().where(stage.target_key(self.target) == table.c.record_key))
+                .values(active=False, deactivated_at=stamp, updated_at=stamp)).rowcount
         return counts
 
-    def apply(self, connection: Connection, run_id: str, now: datetime) -> None:
-        table, source = self.table, self.source
-        stamp = bindparam("now", now, type_=DateTime(timezone=True))
-        new = select(source).where(~exists().where(*self._match()))
-        if self.target.on_create is not None:
-            self.target.on_create(NewRecords(connection, self.district_id, run_id, now,
-                                             new.subquery("new_records")))
-        data = list(self.columns)
-        new_records = new.subquery("new_records")
-        connection.execute(insert(table).from_select(
-            ["district_id", *_SYSTEM_COLUMNS, "deactivated_at", "created_at", "updated_at", *data],
-            select(literal(self.district_id), *(new_records.c[name] for name in _SYSTEM_COLUMNS),
-                   case((new_records.c.active, null()), else_=stamp), stamp, stamp,
-                   *(new_records.c[name] for name in data))))
-        connection.execute(
-            update(table)
-            .where(*self._match(), or_(table.c.row_hash != source.c.row_hash,
-                                       table.c.active != source.c.active))
-            .values(row_hash=source.c.row_hash, active=source.c.active, updated_at=stamp,
-                    deactivated_at=case((source.c.active, null()), (table.c.active, stamp),
-                                        else_=table.c.deactivated_at),
-                    **{name: source.c[name] for name in data}))
-        if self.target.mode is SyncMode.FULL_SYNC:
-            connection.execute(update(table).where(*self._absent()).values(
-                active=False, deactivated_at=stamp, updated_at=stamp))
-
     def hold_reason(self, counts: Counts, max_deactivate_percent: float) -> str | None:
-        """Why applying this file would be unsafe, or ``None``."""
+        """Why applying this file is unsafe (so it must be held), or ``None``."""
         if not counts.active_before:
             return None
         if counts.valid_rows == 0:
@@ -152,4 +143,3 @@ class TargetSync:
                     f"{counts.active_before:,} active {self.target.name} ({share:.1f}%, "
                     f"more than the {max_deactivate_percent:g}% allowed)")
         return None
-

@@ -8,7 +8,6 @@ It is a temporary table living inside the file's transaction.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 from sqlalchemy import (
     Boolean,
     Column,
+    ColumnElement,
     Connection,
     Index,
     Integer,
@@ -23,6 +23,7 @@ from sqlalchemy import (
     Table,
     Text,
     func,
+    literal,
     select,
 )
 
@@ -33,58 +34,61 @@ _SQLITE_BATCH = 5000
 
 
 class Stage:
-    """Staging table of one file type.
+    """Staging table of one file type: ``line``, ``skip``, ``active``, then the row fields.
 
-    Columns: ``line``, ``skip`` (the row is in error: its key only protects
-    the record from deactivation), ``active``, ``file_key``, a ``<table>__key``
-    and ``<table>__hash`` pair per target, then the row model's fields.
+    A row in error is staged with ``skip`` set and only its key fields (as
+    far as they are readable): it is never applied, but its key keeps its
+    record from being deactivated.
     """
 
     def __init__(self, file_type: FileType) -> None:
         self.file_type = file_type
-        self.fields = file_type.row_fields
+        self.fields = tuple(name for name in file_type.row_fields if name != "active")
         field_types: dict[str, Any] = {}
         for target in file_type.targets:
-            for column, source in target.fields(self.fields).items():
+            for column, source in target.fields(file_type.row_fields).items():
                 field_types.setdefault(source, target.table.c[column].type)
         self.table = Table(
             f"stage_{file_type.name}", MetaData(),
             Column("line", Integer, nullable=False),
             Column("skip", Boolean, nullable=False),
             Column("active", Boolean, nullable=False),
-            Column("file_key", Text),
-            *itertools.chain.from_iterable(
-                (Column(key_column(target), Text), Column(hash_column(target), Text))
-                for target in file_type.targets),
-            *(Column(name, field_types.get(name, Text())) for name in self.fields
-              if name != "active"),
+            *(Column(name, field_types.get(name, Text())) for name in self.fields),
             prefixes=["TEMPORARY"],
         )
-        self._data_fields = [name for name in self.fields if name != "active"]
-        self._target_shapes = [
-            (file_type.target_key(target), tuple(target.fields(self.fields).values()))
-            for target in file_type.targets]
+        self._key_fields = {name for target in file_type.targets
+                            for name in file_type.target_key(target)} | set(file_type.key)
 
-    # -- turning rows into staged tuples ------------------------------------------------
+    # -- keys -----------------------------------------------------------------------------
+
+    def key(self, fields: Sequence[str]) -> ColumnElement[str]:
+        """The record key as SQL: the field, or the fields joined by U+001F (NULL if one is)."""
+        parts: list[ColumnElement[str]] = [self.table.c[name] for name in fields]
+        key = parts[0]
+        for part in parts[1:]:
+            key = key.concat(literal(KEY_SEPARATOR)).concat(part)
+        return key
+
+    @property
+    def file_key(self) -> ColumnElement[str]:
+        return self.key(self.file_type.key)
+
+    def target_key(self, target: Target) -> ColumnElement[str]:
+        return self.key(self.file_type.target_key(target))
+
+    # -- turning rows into staged tuples --------------------------------------------------
 
     def valid_row(self, line: int, row: RowModel) -> tuple[Any, ...]:
         values = row.__dict__
-        keyed: list[Any] = []
-        for key_fields, hashed_fields in self._target_shapes:
-            key = join_key(values, key_fields)
-            keyed += (key, row_hash(values, hashed_fields) if key is not None else None)
-        return (line, False, values["active"], join_key(values, self.file_type.key), *keyed,
-                *(values[name] for name in self._data_fields))
+        return (line, False, values["active"], *(values[name] for name in self.fields))
 
     def error_row(self, line: int, raw: dict[str, str]) -> tuple[Any, ...]:
-        """A row in error keeps whatever keys are readable, so it blocks deactivation."""
-        keyed: list[Any] = []
-        for key_fields, _ in self._target_shapes:
-            keyed += (join_key(raw, key_fields, readable=True), None)
-        return (line, True, True, join_key(raw, self.file_type.key, readable=True), *keyed,
-                *(None for _ in self._data_fields))
+        """Only the key fields of a row in error, normalised as the validators would."""
+        return (line, True, True, *(_readable_key(name, raw.get(name))
+                                    if name in self._key_fields else None
+                                    for name in self.fields))
 
-    # -- lifecycle ----------------------------------------------------------------------
+    # -- lifecycle ------------------------------------------------------------------------
 
     def create(self, connection: Connection) -> None:
         self.table.drop(connection, checkfirst=True)
@@ -96,8 +100,9 @@ class Stage:
             _copy(connection, self.table, rows)
         else:
             _insert_batches(connection, self.table, rows)
-        for column in ("file_key", *(key_column(target) for target in self.file_type.targets)):
-            Index(f"ix_{self.table.name}_{column}", self.table.c[column]).create(connection)
+        keys = {self.file_type.key, *(self.file_type.target_key(t) for t in self.file_type.targets)}
+        for number, fields in enumerate(sorted(keys)):
+            Index(f"ix_{self.table.name}_{number}", self.key(fields)).create(connection)
         connection.exec_driver_sql(f"ANALYZE {self.table.name}")
 
     def skipped_rows(self, connection: Connection) -> int:
@@ -109,29 +114,8 @@ class Stage:
         self.table.drop(connection, checkfirst=True)
 
 
-def key_column(target: Target) -> str:
-    return f"{target.name}__key"
-
-
-def hash_column(target: Target) -> str:
-    return f"{target.name}__hash"
-
-
-def join_key(values: dict[str, Any], fields: Sequence[str], readable: bool = False) -> str | None:
-    """The record key: the key fields joined by U+001F, or ``None`` if any is empty."""
-    parts = [values.get(name) for name in fields]
-    if any(part is None or part == "" for part in parts):
-        return None
-    if readable:  # raw text of a row in error: normalise as the validators would
-        parts = [part.strip().lower() if name == "email" else part.strip()
-                 for name, part in zip(fields, parts, strict=True)]
-    return KEY_SEPARATOR.join(parts) if len(parts) > 1 else parts[0]
-
-
-def row_hash(values: dict[str, Any], fields: Sequence[str]) -> str:
-    """Content hash of a record, so an unchanged row is recognised without comparing columns."""
-    text = KEY_SEPARATOR.join("" if values[name] is None else str(values[name]) for name in fields)
-    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+def _readable_key(name: str, value: str | None) -> str | None:
+    return value.lower() if value is not None and name == "email" else value
 
 
 def _copy(connection: Connection, table: Table, rows: Iterable[Sequence[Any]]) -> None:

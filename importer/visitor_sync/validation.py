@@ -87,7 +87,7 @@ class RowValidator:
 
     def staged_rows(self, table: CsvTable, progress: Callable[[int], None] | None = None,
                     ) -> Iterator[tuple[Any, ...]]:
-        validate = self.file_type.row_model.model_validate
+        validate = self.file_type.row_model.__pydantic_validator__.validate_python
         positions = self.columns.fields
         width = len(positions)
         for line, cells in table.rows():

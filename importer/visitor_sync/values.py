@@ -8,6 +8,7 @@ pipeline can prefix it with the column header the district used:
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import date, datetime
 from typing import Annotated, Any
@@ -34,6 +35,7 @@ def parse_bool(value: str) -> bool:
     raise _error("invalid_boolean", value, "is not a yes/no value; use 1 or 0")
 
 
+@functools.lru_cache(maxsize=65536)  # a roster repeats its dates (and grades) a lot
 def parse_date(value: str) -> date:
     """Accept YYYY-MM-DD, MM/DD/YYYY, M/D/YYYY and YYYYMMDD, nothing else."""
     try:
@@ -69,6 +71,7 @@ _GRADE_WORDS = {
 _GRADE_NUMBER = re.compile(r"(?:GRADE)?0*(\d{1,2})(?:ST|ND|RD|TH)?(?:GRADE)?")
 
 
+@functools.lru_cache(maxsize=1024)
 def parse_grade(value: str) -> str:
     """Normalise to a CEDS grade code (``K`` -> ``KG``, ``5`` -> ``05``)."""
     compact = re.sub(r"[\s\-_./]+", "", value.upper())
