@@ -26,6 +26,7 @@ from visitor_sync.db.schema import KEY_SEPARATOR
 from visitor_sync.filetypes.base import Reference
 from visitor_sync.issues import Issue, quote_value
 from visitor_sync.staging import Stage
+from visitor_sync.validation import ColumnMap
 
 _REPORT_BATCH = 10_000
 
@@ -43,24 +44,26 @@ def first_lines(stage: Stage, key: ColumnElement[str], *, valid_only: bool,
     return query.subquery()
 
 
-def duplicate_keys(connection: Connection, stage: Stage, file_name: str) -> Iterator[Issue]:
+def duplicate_keys(connection: Connection, stage: Stage, columns: ColumnMap,
+                   file_name: str) -> Iterator[Issue]:
     """Every row after the first with the same file key is an error."""
     table, file_type = stage.table, stage.file_type
     firsts = first_lines(stage, stage.file_key, valid_only=False, repeated_only=True)
     later = (select(table.c.line, firsts.c.key, firsts.c.first_line)
              .join(firsts, stage.file_key == firsts.c.key)
              .where(table.c.line != firsts.c.first_line))
-    headers = " + ".join(file_type.header_of(name) for name in file_type.key)
+    headers = " + ".join(columns.header_of(name) for name in file_type.key)
     for line, key, first in _stream(connection, later.order_by(table.c.line)):
-        yield Issue(file=file_name, line=line, column=file_type.header_of(file_type.key[0]),
+        yield Issue(file=file_name, line=line, column=columns.header_of(file_type.key[0]),
                     code="duplicate_key",
                     reason=f"{headers} {_show_key(key)} is already on line {first}; "
                            "each key may appear only once per file")
     _skip_lines(connection, stage, later)
 
 
-def unknown_references(connection: Connection, stage: Stage, reference: Reference,
-                       district_id: str, file_name: str) -> Iterator[Issue]:
+def unknown_references(connection: Connection, stage: Stage, columns: ColumnMap,
+                       reference: Reference, district_id: str,
+                       file_name: str) -> Iterator[Issue]:
     """A row naming a student or school the district does not have (active) is an error."""
     table = stage.table
     referenced = reference.model.__table__  # type: ignore[attr-defined]
@@ -69,7 +72,7 @@ def unknown_references(connection: Connection, stage: Stage, reference: Referenc
         ~table.c.skip, value.is_not(None),
         ~exists().where(referenced.c.district_id == district_id,
                         referenced.c.record_key == value, referenced.c.active))
-    header = stage.file_type.header_of(reference.field)
+    header = columns.header_of(reference.field)
     for line, key in _stream(connection, missing.order_by(table.c.line)):
         yield Issue(file=file_name, line=line, column=header, code=reference.code,
                     reason=f"{header} {quote_value(key)} is not an active {reference.noun} of "
@@ -77,7 +80,8 @@ def unknown_references(connection: Connection, stage: Stage, reference: Referenc
     _skip_lines(connection, stage, missing)
 
 
-def conflicting_rows(connection: Connection, stage: Stage, file_name: str) -> Iterator[Issue]:
+def conflicting_rows(connection: Connection, stage: Stage, columns: ColumnMap,
+                     file_name: str) -> Iterator[Issue]:
     """Rows repeating a record (a visitor on several rows) must agree; the first wins."""
     table, file_type = stage.table, stage.file_type
     for target in file_type.targets:
@@ -96,7 +100,7 @@ def conflicting_rows(connection: Connection, stage: Stage, file_name: str) -> It
             .where(~table.c.skip, table.c.line != firsts.c.first_line,
                    or_(*(table.c[name].is_distinct_from(first.c[name]) for name in compared)))
             .order_by(table.c.line))
-        headers = " + ".join(file_type.header_of(name) for name in key_fields)
+        headers = " + ".join(columns.header_of(name) for name in key_fields)
         for line, record, first_line in _stream(connection, differing):
             yield Issue.warning(
                 file_name, "conflicting_values",

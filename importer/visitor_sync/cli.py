@@ -24,6 +24,8 @@ from visitor_sync.summary import ImportSummary
 
 #: Exit status when another run holds the district (EX_TEMPFAIL: try again later).
 EXIT_BUSY = 75
+#: Exit status when the database failed while applying a file (the file stays).
+EXIT_INFRASTRUCTURE = 1
 
 log = logging.getLogger("visitor_sync")
 
@@ -133,6 +135,8 @@ def import_(district_id: str | None, source: Path, db_url: str, config_file: Pat
         click.echo(f"visitor-sync: {busy}", err=True)
         sys.exit(EXIT_BUSY)
     _report(summary, engine, output, outbox, list(recipients), config)
+    if summary.infrastructure_failed:
+        sys.exit(EXIT_INFRASTRUCTURE)
 
 
 def _report(summary: ImportSummary, engine: object, output: str, outbox: Path | None,

@@ -143,7 +143,7 @@ class CsvTable:
             for fields in reader:
                 line = self._previous_end + 1
                 self._previous_end = reader.line_num
-                if any(fields):
+                if any(field.strip() for field in fields):  # a line of spaces is blank too
                     yield line, fields
         except csv.Error as error:
             raise _csv_problem(error, self._previous_end + 1, self._limits) from error

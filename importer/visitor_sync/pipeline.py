@@ -10,6 +10,7 @@ file where it was.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -17,9 +18,10 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, Row, insert, select, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from visitor_sync import checks
 from visitor_sync.config import ImportConfig
@@ -35,6 +37,8 @@ from visitor_sync.sources import FileChanged, Inbox, Source, SourceFile, held_lo
 from visitor_sync.staging import Stage
 from visitor_sync.summary import FileOutcome, FileStatus, ImportSummary, run_result
 from visitor_sync.validation import RowValidator, match_header
+
+log = logging.getLogger(__name__)
 
 #: ``approve_held`` value approving every pending held file of the district.
 ALL_HELD = "all"
@@ -56,7 +60,7 @@ class _Work:
     file_type: FileType | None
     fetch: Callable[[], AbstractContextManager[Path]]
     source_file: SourceFile | None = None
-    held: HeldFile | None = None
+    held: Row[Any] | None = None
     rejection: FileRejected | None = None
     superseded: list[int] = field(default_factory=list)
 
@@ -108,6 +112,10 @@ class Importer:
         self._ensure_district(started)
         with district_lock(self.engine, self.district_id, self.run_id):
             with self.engine.begin() as connection:
+                # With the lock held, a run still marked running died mid-way.
+                connection.execute(update(ImportRun).where(
+                    ImportRun.district_id == self.district_id, ImportRun.result == "running")
+                    .values(result="aborted", finished_at=started))
                 connection.execute(insert(ImportRun).values(
                     id=self.run_id, district_id=self.district_id, started_at=started,
                     result="running", trigger=self.trigger))
@@ -180,8 +188,10 @@ class Importer:
     def _held_work(self, inbox: dict[str, _Work]) -> list[_Work]:
         """Approved held files join the run; a newer inbox file of a type supersedes them."""
         with self.engine.connect() as connection:
-            pending = list(connection.scalars(select(HeldFile).where(
-                HeldFile.district_id == self.district_id, HeldFile.state == "pending")
+            pending = list(connection.execute(
+                select(HeldFile.id, HeldFile.run_id, HeldFile.file_name, HeldFile.file_type,
+                       HeldFile.location)
+                .where(HeldFile.district_id == self.district_id, HeldFile.state == "pending")
                 .order_by(HeldFile.held_at)))
         work: list[_Work] = []
         for held in pending:
@@ -205,6 +215,19 @@ class Importer:
                 outcome = self._outcome(item, path, present)
         except FileChanged:
             return FileOutcome(file=item.name, type=_type_name(item), status=FileStatus.WAITING)
+        except FileNotFoundError:
+            if item.held is None:
+                raise
+            return self._record_failure(item, FileRejected(
+                "held_file_missing", "the held file is no longer in the held area; "
+                "upload the file again"), FileStatus.REJECTED)
+        except SQLAlchemyError as error:
+            # Not the district's fault: the file stays where it is for the next run.
+            log.exception("database failure while importing %s", item.name)
+            return self._record_failure(item, FileRejected(
+                "database_error", f"the database failed while applying the file "
+                f"({type(error).__name__}); nothing from it was applied and it will be "
+                "tried again in the next run"), FileStatus.FAILED)
         if not self.validate_only:
             self._dispose(item, outcome)
         return outcome
@@ -219,7 +242,7 @@ class Importer:
             with self.engine.begin() as connection:
                 return self._apply(connection, item, item.file_type, path, facts, present)
         except FileRejected as rejected:
-            return self._record_rejection(item, rejected)
+            return self._record_failure(item, rejected, FileStatus.REJECTED)
 
     def _apply(self, connection: Connection, item: _Work, file_type: FileType, path: Path,
                facts: FileFacts, present: set[str]) -> FileOutcome:
@@ -234,7 +257,7 @@ class Importer:
         stage = Stage(file_type)
         stage.create(connection)
         with CsvTable(path, facts.encoding, self.config.limits) as table:
-            columns = match_header(table.header, file_type, item.name, log)
+            columns = match_header(table.header, table.header_line, file_type, item.name, log)
             validator = RowValidator(file_type, stage, columns, item.name, log)
             if self.progress is not None:
                 self.progress.file_started(item.name, facts.size)
@@ -242,12 +265,12 @@ class Importer:
                 table, self.progress.file_advanced if self.progress else None))
             if self.progress is not None:
                 self.progress.file_finished()
-        log.extend(checks.duplicate_keys(connection, stage, item.name))
+        log.extend(checks.duplicate_keys(connection, stage, columns, item.name))
         for reference in file_type.references:
             if not self.validate_only or _filled_by_run(reference.model, present):
-                log.extend(checks.unknown_references(connection, stage, reference,
+                log.extend(checks.unknown_references(connection, stage, columns, reference,
                                                      self.district_id, item.name))
-        log.extend(checks.conflicting_rows(connection, stage, item.name))
+        log.extend(checks.conflicting_rows(connection, stage, columns, item.name))
         syncs = [TargetSync(stage, target, self.district_id) for target in file_type.targets]
         now = datetime.now(UTC)
         with connection.begin_nested() as applying:
@@ -278,9 +301,11 @@ class Importer:
         self._resolve_held(connection, item, "applied" if held_reason is None else None)
         return outcome
 
-    def _record_rejection(self, item: _Work, rejected: FileRejected) -> FileOutcome:
+    def _record_failure(self, item: _Work, rejected: FileRejected,
+                        status: FileStatus) -> FileOutcome:
+        """Record a file that could not be applied (its own transaction: the file's is gone)."""
         issues = rejected.issues(item.name)
-        outcome = FileOutcome(file=item.name, type=_type_name(item), status=FileStatus.REJECTED,
+        outcome = FileOutcome(file=item.name, type=_type_name(item), status=status,
                               errors=len(issues), issues=issues)
         with self.engine.begin() as connection:
             result_id = self._file_result(connection, item)
@@ -288,7 +313,8 @@ class Importer:
             log.extend(issues)
             log.flush()
             self._finish_file_result(connection, result_id, outcome)
-            self._resolve_held(connection, item, "rejected")
+            if status is FileStatus.REJECTED:
+                self._resolve_held(connection, item, "rejected")
         return outcome
 
     def _file_result(self, connection: Connection, item: _Work, **facts: object) -> int:
@@ -324,8 +350,9 @@ class Importer:
             self.drop_box.discard_held(item.held.location)
         elif item.source_file is not None:
             if outcome.status is FileStatus.HELD:
-                self.drop_box.hold(item.source_file, self.run_id)
-            else:
+                if not self.drop_box.hold(item.source_file, self.run_id):
+                    self._supersede_replaced_hold(item)
+            elif outcome.status is not FileStatus.FAILED:
                 self.drop_box.remove(item.source_file)
         if item.superseded and outcome.status is not FileStatus.REJECTED:
             with self.engine.connect() as connection:
@@ -333,6 +360,13 @@ class Importer:
                     HeldFile.id.in_(item.superseded)))
                 for location in locations:
                     self.drop_box.discard_held(location)
+
+    def _supersede_replaced_hold(self, item: _Work) -> None:
+        """The district replaced a file while it was being held: the new one is next."""
+        with self.engine.begin() as connection:
+            connection.execute(update(HeldFile).where(
+                HeldFile.run_id == self.run_id, HeldFile.file_name == item.name).values(
+                state="superseded", resolved_at=datetime.now(UTC)))
 
     def _expire_held(self, now: datetime) -> None:
         cutoff = now - timedelta(days=self.config.held_retention_days)

@@ -47,8 +47,9 @@ class Source(Inbox, Protocol):
     def remove(self, file: SourceFile) -> bool:
         """Remove the file if it is unchanged since listed; ``False`` if it was replaced."""
 
-    def hold(self, file: SourceFile, run_id: str) -> str:
-        """Move the file to the held area; returns where it went."""
+    def hold(self, file: SourceFile, run_id: str) -> bool:
+        """Move the file to ``held_location(run_id, name)`` if unchanged since listed;
+        ``False`` if it was replaced meanwhile (it stays for the next run)."""
 
     def fetch_held(self, location: str) -> AbstractContextManager[Path]:
         """A private local copy of a held file."""
@@ -102,9 +103,7 @@ class LocalFolderSource:
 
     @contextmanager
     def fetch(self, file: SourceFile) -> Iterator[Path]:
-        with _private_copy(self.root / file.name) as copy:
-            if not _unchanged(self.root / file.name, file):
-                raise FileChanged(file.name)
+        with _private_copy(self.root / file.name, file) as copy:
             yield copy
 
     def remove(self, file: SourceFile) -> bool:
@@ -114,16 +113,18 @@ class LocalFolderSource:
         path.unlink()
         return True
 
-    def hold(self, file: SourceFile, run_id: str) -> str:
-        location = held_location(run_id, file.name)
-        target = self.root / location
+    def hold(self, file: SourceFile, run_id: str) -> bool:
+        path = self.root / file.name
+        if not _unchanged(path, file):
+            return False
+        target = self.root / held_location(run_id, file.name)
         target.parent.mkdir(parents=True, exist_ok=True)
-        (self.root / file.name).rename(target)
-        return location
+        path.rename(target)
+        return True
 
     @contextmanager
     def fetch_held(self, location: str) -> Iterator[Path]:
-        with _private_copy(self._held_path(location)) as copy:
+        with _private_copy(self._held_path(location), None) as copy:
             yield copy
 
     def discard_held(self, location: str) -> None:
@@ -148,8 +149,16 @@ def _unchanged(path: Path, file: SourceFile) -> bool:
 
 
 @contextmanager
-def _private_copy(path: Path) -> Iterator[Path]:
+def _private_copy(path: Path, listed: SourceFile | None) -> Iterator[Path]:
+    """Copy ``path`` aside; with ``listed``, it must still be the file that was listed."""
     with tempfile.TemporaryDirectory(prefix="visitor-sync-") as scratch:
         copy = Path(scratch) / path.name
-        shutil.copyfile(path, copy)
+        try:
+            shutil.copyfile(path, copy)
+        except FileNotFoundError as gone:
+            if listed is None:
+                raise
+            raise FileChanged(path.name) from gone
+        if listed is not None and not _unchanged(path, listed):
+            raise FileChanged(path.name)
         yield copy

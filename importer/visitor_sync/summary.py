@@ -23,6 +23,8 @@ class FileStatus(enum.StrEnum):
     HELD = "held"
     #: still being uploaded (or changed while read): left for the next run
     WAITING = "waiting"
+    #: the infrastructure failed while applying it: nothing applied, left for the next run
+    FAILED = "failed"
 
 
 class RunResult(enum.StrEnum):
@@ -61,6 +63,11 @@ class ImportSummary(BaseModel):
     files_omitted: int = 0
 
     @property
+    def infrastructure_failed(self) -> bool:
+        """Whether a file failed for reasons a retry may fix (the CLI exits non-zero)."""
+        return any(outcome.status is FileStatus.FAILED for outcome in self.files)
+
+    @property
     def errors(self) -> int:
         return sum(outcome.errors for outcome in self.files)
 
@@ -88,9 +95,12 @@ class ImportSummary(BaseModel):
 
 
 def run_result(files: list[FileOutcome]) -> RunResult:
-    """failed: nothing applied and something rejected; held: a file awaits approval;
-    partial: some rows or files in error; success: everything applied cleanly."""
+    """failed: a file failed for infrastructure reasons, or nothing was applied and
+    something was rejected; held: a file awaits approval; partial: some rows or files
+    in error; success: everything applied cleanly."""
     statuses = {outcome.status for outcome in files}
+    if FileStatus.FAILED in statuses:
+        return RunResult.FAILED
     if FileStatus.REJECTED in statuses and FileStatus.APPLIED not in statuses \
             and FileStatus.HELD not in statuses:
         return RunResult.FAILED

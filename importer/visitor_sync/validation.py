@@ -31,11 +31,16 @@ PROGRESS_EVERY = 5000
 class ColumnMap:
     """Row field of each column position (``None``: ignored) and the headers as written."""
 
+    file_type: FileType
     fields: list[str | None]
     written: dict[str, str]
 
+    def header_of(self, field: str) -> str:
+        """The header the district used for a field (the canonical one if absent)."""
+        return self.written.get(field) or self.file_type.header_of(field)
 
-def match_header(header: list[str], file_type: FileType, file_name: str,
+
+def match_header(header: list[str], header_line: int, file_type: FileType, file_name: str,
                  log: IssueLog) -> ColumnMap:
     """Map the file's header onto the type's fields, or reject the file."""
     lookup = file_type.header_lookup()
@@ -50,11 +55,11 @@ def match_header(header: list[str], file_type: FileType, file_name: str,
                 log.add(Issue.warning(file_name, "unknown_column",
                                       f"column {quote_value(name)} is not part of the "
                                       f"{file_type.name} format and is ignored",
-                                      line=1, column=name))
+                                      line=header_line, column=name))
         elif field in written:
             problems.append(("duplicate_column",
                              f"columns {quote_value(written[field])} and {quote_value(name)} "
-                             "both mean the same field; keep one", 1, name))
+                             "both mean the same field; keep one", header_line, name))
             fields.append(None)
         else:
             fields.append(field)
@@ -64,10 +69,10 @@ def match_header(header: list[str], file_type: FileType, file_name: str,
         if field not in written:
             problems.append(("missing_column",
                              f"the required column {quote_value(header_name)} is missing; "
-                             "add it to the header row", 1, header_name))
+                             "add it to the header row", header_line, header_name))
     if problems:
         raise FileRejected.all_of(problems)
-    return ColumnMap(fields, written)
+    return ColumnMap(file_type, fields, written)
 
 
 class RowValidator:
@@ -81,9 +86,6 @@ class RowValidator:
         self.file_name = file_name
         self.log = log
         self.rows_read = 0
-
-    def header_of(self, field: str) -> str:
-        return self.columns.written.get(field) or self.file_type.header_of(field)
 
     def staged_rows(self, table: CsvTable, progress: Callable[[int], None] | None = None,
                     ) -> Iterator[tuple[Any, ...]]:
@@ -114,7 +116,7 @@ class RowValidator:
     def _issues(self, error: ValidationError, line: int) -> Iterator[Issue]:
         for detail in error.errors(include_url=False):
             field = str(detail["loc"][0]) if detail["loc"] else None
-            header = self.header_of(field) if field else None
+            header = self.columns.header_of(field) if field else None
             code = detail["type"]
             if code == "missing":
                 code, message = "missing_value", "is empty; every row needs a value"

@@ -35,11 +35,14 @@ def parse_bool(value: str) -> bool:
     raise _error("invalid_boolean", value, "is not a yes/no value; use 1 or 0")
 
 
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
 @functools.lru_cache(maxsize=65536)  # a roster repeats its dates (and grades) a lot
 def parse_date(value: str) -> date:
     """Accept YYYY-MM-DD, MM/DD/YYYY, M/D/YYYY and YYYYMMDD, nothing else."""
     try:
-        if len(value) == 10 and value[4] == "-":
+        if _ISO_DATE.fullmatch(value):
             return date.fromisoformat(value)
         if len(value) == 8 and value.isdigit():
             return date(int(value[:4]), int(value[4:6]), int(value[6:]))
@@ -68,16 +71,17 @@ _GRADE_WORDS = {
     "UG": "UG", "UNGRADED": "UG",
     "OTHER": "Other",
 }
-_GRADE_NUMBER = re.compile(r"(?:GRADE)?0*(\d{1,2})(?:ST|ND|RD|TH)?(?:GRADE)?")
+_GRADE_NUMBER = re.compile(r"(?:GRADE\s*)?0*(\d{1,2})(?:ST|ND|RD|TH)?(?:\s*GRADE)?")
 
 
 @functools.lru_cache(maxsize=1024)
 def parse_grade(value: str) -> str:
     """Normalise to a CEDS grade code (``K`` -> ``KG``, ``5`` -> ``05``)."""
     compact = re.sub(r"[\s\-_./]+", "", value.upper())
-    if compact in _GRADE_WORDS:
+    # words may be spelled with separators (Pre-K); numbers may not (0.5, -1 are errors)
+    if compact in _GRADE_WORDS and (not compact.isdigit() or compact == value.strip()):
         return _GRADE_WORDS[compact]
-    number = _GRADE_NUMBER.fullmatch(compact)
+    number = _GRADE_NUMBER.fullmatch(value.strip().upper())
     if number and 1 <= int(number.group(1)) <= 13:
         return f"{int(number.group(1)):02d}"
     raise _error("invalid_grade", value,

@@ -1,0 +1,533 @@
+"""The Markdown reference of every file type, generated from the declarations.
+
+``docs/formats.md`` embeds :func:`render_formats` between two markers and
+``tests/test_docs.py`` fails when the two differ, so the documented columns,
+aliases, value formats, defaults, references and error codes are the ones the
+importer really uses. Regenerate with::
+
+    python3 -c "from visitor_sync.formatdoc import write_formats; write_formats()"
+"""
+
+from __future__ import annotations
+
+import enum
+import inspect
+import re
+import types
+import typing
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticCustomError, PydanticUndefined
+
+from visitor_sync import values
+from visitor_sync.config import ImportConfig, Limits
+from visitor_sync.filetypes import APPLY_ORDER, FILE_TYPES
+from visitor_sync.filetypes.base import FileType, Reference, RowModel, SyncMode, field_name
+
+BEGIN_MARKER = "<!-- BEGIN GENERATED: visitor-sync formats -->"
+END_MARKER = "<!-- END GENERATED -->"
+#: ``docs/formats.md`` of the source checkout this module lives in.
+DEFAULT_PATH = Path(__file__).resolve().parents[2] / "docs" / "formats.md"
+REGENERATE = 'python3 -c "from visitor_sync.formatdoc import write_formats; write_formats()"'
+
+#: A value no converter accepts: probing a converter with it yields its error code.
+_PROBE = "\x00"
+
+
+class Kind(enum.StrEnum):
+    """What an error code does to the file (the report's consequence, not its severity)."""
+
+    FILE = "file error"
+    ROW = "row error"
+    WARNING = "warning"
+
+
+_KIND_EFFECT = {
+    Kind.FILE: "nothing from the file is applied (and nothing is deactivated)",
+    Kind.ROW: "the row is skipped; the record it names is left as it was",
+    Kind.WARNING: "reported only; the file is applied",
+}
+
+#: Every stable code the importer emits. Hand-kept, but tests/test_docs.py scans the
+#: importer source and fails when a code is missing here or no longer emitted.
+ERROR_CODES: dict[str, tuple[Kind, str]] = {
+    "unrecognised_file": (Kind.FILE, "the file name is not one of the accepted names"),
+    "type_not_accepted": (Kind.FILE, "the district's configuration does not enable this type "
+                                     "(`accepted_types`)"),
+    "duplicate_source": (Kind.FILE, "another file of the same run is already this type "
+                                    "(one file per type per run)"),
+    "file_too_large": (Kind.FILE, "the file is larger than `limits.max_file_bytes`"),
+    "binary_file": (Kind.FILE, "the file holds NUL bytes (not a text export)"),
+    "invalid_encoding": (Kind.FILE, "the file is neither UTF-8 nor Windows-1252 text"),
+    "empty_file": (Kind.FILE, "the file has no header row"),
+    "malformed_csv": (Kind.FILE, "the CSV cannot be parsed (e.g. a stray quote)"),
+    "field_too_long": (Kind.FILE, "a field is longer than `limits.max_field_chars` "
+                                  "(often an unclosed quote)"),
+    "too_many_rows": (Kind.FILE, "the file has more data rows than `limits.max_rows`"),
+    "held_file_missing": (Kind.FILE, "an approved held file is no longer in the held area "
+                                     "(upload it again)"),
+    "database_error": (Kind.FILE, "the database failed while applying the file; nothing was "
+                                  "applied, the file stays and is tried again next run"),
+    "missing_column": (Kind.FILE, "a required column is not in the header row "
+                                  "(every missing column is listed)"),
+    "duplicate_column": (Kind.FILE, "two header cells name the same field (e.g. `DOB` and "
+                                    "`Date of Birth`)"),
+    "wrong_field_count": (Kind.ROW, "the row has more non-empty fields than the header has "
+                                    "columns (an unquoted delimiter)"),
+    "missing_value": (Kind.ROW, "a required value is empty"),
+    "invalid_value": (Kind.ROW, "a value the row model rejects for a reason with no "
+                                "dedicated code"),
+    "invalid_boolean": (Kind.ROW, "not a yes/no value"),
+    "invalid_date": (Kind.ROW, "not a date in an accepted format, an impossible date, or a "
+                               "date of birth in the future"),
+    "invalid_grade": (Kind.ROW, "not a grade that maps to a CEDS code"),
+    "invalid_email": (Kind.ROW, "not an e-mail address"),
+    "invalid_phone": (Kind.ROW, "not a phone number (7 to 15 digits)"),
+    "invalid_zip": (Kind.ROW, "not a ZIP or ZIP+4 code"),
+    "invalid_time": (Kind.ROW, "not a time of day"),
+    "invalid_role": (Kind.ROW, "not one of the accepted user roles"),
+    "invalid_order_type": (Kind.ROW, "not one of the accepted court-order types"),
+    "invalid_direction": (Kind.ROW, "not one of the accepted bus directions"),
+    "duplicate_key": (Kind.ROW, "the row repeats the key of an earlier row of the file "
+                                "(every row after the first)"),
+    "unknown_student": (Kind.ROW, "Student ID does not name an active student of the "
+                                  "district"),
+    "unknown_school": (Kind.ROW, "School ID does not name a school of the district"),
+    "unknown_column": (Kind.WARNING, "a header cell matches no column or alias of the type; "
+                                     "the column is ignored"),
+    "encoding_fallback": (Kind.WARNING, "the file is not valid UTF-8 and was read as "
+                                        "Windows-1252"),
+    "conflicting_values": (Kind.WARNING, "a record repeated on several rows (a visitor, a "
+                                         "school) has other details than on its first row; "
+                                         "the first row wins"),
+}
+
+
+@dataclass(frozen=True)
+class ValueFormat:
+    """How the docs describe one converter of :mod:`visitor_sync.values`.
+
+    ``examples`` are values the converter accepts and ``rejected`` values it
+    refuses; the tests check both, so hand-written wording cannot drift from the code.
+    """
+
+    name: str
+    summary: str
+    detail: str
+    examples: tuple[str, ...]
+    rejected: tuple[str, ...] = ()
+
+
+def _true_false() -> list[tuple[str, str]]:
+    """Pairs of yes/no spellings, shortest first (``1``/``0``, ``t``/``f``, ...)."""
+    def by_length(spelling: str) -> tuple[int, str]:
+        return len(spelling), spelling
+
+    return list(zip(sorted(values._TRUE, key=by_length), sorted(values._FALSE, key=by_length),
+                    strict=True))
+
+
+def _grade_codes(quote: str = "") -> str:
+    """CEDS codes ``parse_grade`` stores: the words, then the range of numbers (probed)."""
+    words = [f"{quote}{code}{quote}" for code in dict.fromkeys(values._GRADE_WORDS.values())]
+    numbers = []
+    for number in range(1, 100):
+        try:
+            code = values.parse_grade(str(number))
+        except PydanticCustomError:
+            continue
+        if code.isdigit():
+            numbers.append(code)
+    if numbers:
+        words.append(f"{quote}{numbers[0]}{quote} to {quote}{numbers[-1]}{quote}")
+    return ", ".join(words)
+
+
+def _grade_spellings() -> str:
+    grouped: dict[str, list[str]] = {}
+    for spelling, code in values._GRADE_WORDS.items():
+        if spelling != code.upper():
+            grouped.setdefault(code, []).append(spelling)
+    return "; ".join(f"`{code}`: " + ", ".join(f"`{spelling}`" for spelling in spellings)
+                     for code, spellings in grouped.items())
+
+
+def _value_formats() -> dict[Callable[..., Any], ValueFormat]:
+    booleans = ", ".join(f"{yes}/{no}" for yes, no in _true_false())
+    dates = "YYYY-MM-DD, MM/DD/YYYY, M/D/YYYY, YYYYMMDD"
+    date_examples = ("2014-03-09", "03/09/2014", "3/9/2014", "20140309")
+    return {
+        values.parse_bool: ValueFormat(
+            "yes/no", f"yes/no ({booleans}; any case)",
+            f"`{booleans.replace(', ', '`, `')}`, any case. Stored as true/false.",
+            ("1", "0", "TRUE", "no", "Y", "f"), ("2", "on", "x")),
+        values.parse_date: ValueFormat(
+            "date", f"date ({dates})",
+            f"`{dates.replace(', ', '`, `')}`. Anything else, including impossible dates "
+            "such as `2023-02-30`, is an error.", date_examples,
+            ("2023-02-30", "3/9/14", "2014.03.09", "9 March 2014")),
+        values.parse_birth_date: ValueFormat(
+            "date of birth", f"date ({dates}), not in the future",
+            "A date as above that is not after today.", date_examples, ("9999-12-31",)),
+        values.parse_grade: ValueFormat(
+            "grade", f"grade, stored as a CEDS code ({_grade_codes()})",
+            f"Stored as a CEDS code: {_grade_codes('`')}. Numbers "
+            "are zero-padded (`5`, `05`, `5th`, `Grade 5` -> `05`). Other spellings "
+            "(compared without case, spaces, `-`, `_`, `.`, `/`): " + _grade_spellings() + ".",
+            ("K", "5", "05", "5th", "Grade 5", "Pre-K", "12", "13", "Other"), ("14", "Z")),
+        values.parse_email: ValueFormat(
+            "e-mail", "e-mail address (stored lower-case)",
+            "`name@example.org`; stored lower-case, so keys on e-mail ignore case.",
+            ("Ana.Lopez@example.org",), ("ana", "ana@example", "a b@example.org")),
+        values.parse_phone: ValueFormat(
+            "phone", "phone number (7 to 15 digits, any punctuation, optional extension)",
+            "Any punctuation; 7 to 15 digits before an optional `x` extension. Stored "
+            "as written (leading zeros kept).",
+            ("555-123-4567", "(555) 123-4567 x12", "+44 20 7946 0958"), ("123", "n/a")),
+        values.parse_zip: ValueFormat(
+            "ZIP", "ZIP code (5 digits or ZIP+4)",
+            "`02134`, `02134-1234` or `021341234`; a string, leading zeros kept.",
+            ("02134", "02134-1234", "021341234"), ("2134", "0213A")),
+        values.parse_id_list: ValueFormat(
+            "list of IDs", "list of IDs separated by `;` or `|`",
+            "IDs separated by `;` or `|`, spaces around them ignored; stored in order "
+            "without duplicates (`001; 002|001` -> `001;002`).",
+            ("001", "001;002", "001 | 002", "001; 002|001")),
+        values.parse_time: ValueFormat(
+            "time", "time (HH:MM 24h, or h:mm AM/PM)",
+            "`HH:MM` (24h), `HH:MM:SS`, or `h:mm AM`/`h:mm PM` (`7:05 am`, `3:40pm`, "
+            "`3:40 p.m.`); stored as `HH:MM` (24h).",
+            ("07:05", "7:05", "15:40", "7:05 AM", "3:40pm", "3:40 p.m.", "15:40:00"),
+            ("25:00", "7", "noon")),
+    }
+
+
+VALUE_FORMATS: dict[Callable[..., Any], ValueFormat] = _value_formats()
+
+#: Row-model validators without a docstring: what they check, as districts read it.
+VALIDATOR_NOTES: dict[str, str] = {
+    "UserRow._schools_unless_administrator":
+        "School IDs is required unless Role is `administrator` (`missing_value`).",
+    "CourtOrderRow._expired_orders_are_inactive":
+        "An order whose Expiry Date is in the past is stored inactive.",
+}
+
+#: ``ImportConfig`` settings that change what happens to a district's files.
+_SETTINGS = ("max_deactivate_percent", "quiet_period_seconds", "held_retention_days",
+             "accepted_types")
+
+_SYNC_MODES = {
+    SyncMode.FULL_SYNC: "full sync: records absent from the file are deactivated",
+    SyncMode.UPSERT: "created and updated, never deactivated by this file",
+}
+
+
+# -- reading the declarations -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Choices:
+    """What a ``values.one_of`` type accepts: canonical value -> other accepted spellings."""
+
+    code: str
+    accepted: dict[str, list[str]]
+
+
+def choices_of(converter: Callable[..., Any]) -> Choices | None:
+    """The choices behind a ``one_of`` converter (read from its closure), else ``None``."""
+    if converter.__name__ != "parse" or converter.__qualname__ != "one_of.<locals>.parse":
+        return None
+    captured = inspect.getclosurevars(converter).nonlocals
+    spellings: dict[str, str] = captured["choices"]
+    accepted: dict[str, list[str]] = {}
+    for spelling, canonical in spellings.items():
+        others = accepted.setdefault(canonical, [])
+        if spelling != _compact(canonical):
+            others.append(spelling)
+    return Choices(captured["code"], accepted)
+
+
+def _compact(text: str) -> str:
+    """The form ``one_of`` compares spellings in (no case, spaces, ``_`` or ``-``)."""
+    return re.sub(r"[\s_\-]+", "", text.lower())
+
+
+def converters_of(field: FieldInfo) -> list[Callable[..., Any]]:
+    """The value converters of a row-model field, looking inside ``X | None``."""
+    metadata = list(field.metadata)
+    annotation = field.annotation
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        for member in typing.get_args(annotation):
+            if typing.get_origin(member) is typing.Annotated:
+                metadata += typing.get_args(member)[1:]
+    return [item.func for item in metadata
+            if isinstance(item, BeforeValidator | AfterValidator)]
+
+
+def error_code_of(converter: Callable[..., Any]) -> str | None:
+    """The code a converter reports, found by feeding it a value nothing accepts."""
+    try:
+        converter(_PROBE)
+    except PydanticCustomError as error:
+        return error.type
+    return None
+
+
+@dataclass(frozen=True)
+class Column:
+    """One documented column of a file type."""
+
+    header: str
+    aliases: tuple[str, ...]
+    required: bool
+    value: str
+    default: str
+    codes: tuple[str, ...]
+
+
+def columns_of(file_type: FileType) -> list[Column]:
+    """Every header of a type with what its row-model field accepts."""
+    required = set(file_type.required_headers())
+    columns = []
+    for header, aliases in file_type.headers.items():
+        field = file_type.row_model.model_fields[field_name(header)]
+        value, codes = _describe_value(file_type, header, field)
+        if header in required:
+            codes = ("missing_value", *codes)
+        columns.append(Column(header, tuple(aliases), header in required, value,
+                              _default(field), codes))
+    return columns
+
+
+def _describe_value(file_type: FileType, header: str, field: FieldInfo,
+                    ) -> tuple[str, tuple[str, ...]]:
+    converters = converters_of(field)
+    if not converters:
+        base = _base_type(field.annotation)
+        if base is not str:
+            raise TypeError(f"{file_type.name}.{header}: document values of type {base!r} "
+                            "in visitor_sync.formatdoc")
+        return "text", ()
+    if len(converters) > 1:
+        raise TypeError(f"{file_type.name}.{header}: several converters; document them")
+    converter = converters[0]
+    choices = choices_of(converter)
+    if choices is not None:
+        return _describe_choices(choices), (choices.code,)
+    known = VALUE_FORMATS.get(converter)
+    if known is None:
+        raise TypeError(f"{file_type.name}.{header}: converter {converter!r} is not in "
+                        "visitor_sync.formatdoc.VALUE_FORMATS")
+    code = error_code_of(converter)
+    return known.summary, (code,) if code else ()
+
+
+def _base_type(annotation: Any) -> Any:
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        members = [member for member in typing.get_args(annotation) if member is not type(None)]
+        return members[0] if len(members) == 1 else annotation
+    return annotation
+
+
+def _describe_choices(choices: Choices) -> str:
+    parts = []
+    for canonical, others in choices.accepted.items():
+        also = f" (or {', '.join(f'`{other}`' for other in others)})" if others else ""
+        parts.append(f"`{canonical}`{also}")
+    return "one of: " + "; ".join(parts)
+
+
+def _default(field: FieldInfo) -> str:
+    default = field.default
+    if default is PydanticUndefined or default is None:
+        return ""
+    if isinstance(default, bool):
+        return "1" if default else "0"
+    return f"`{default}`"
+
+
+def validator_notes(model: type[BaseModel]) -> list[str]:
+    """What the row model's own validators check (docstring, else :data:`VALIDATOR_NOTES`)."""
+    decorators = model.__pydantic_decorators__
+    notes = []
+    for name, decorator in (*decorators.field_validators.items(),
+                            *decorators.model_validators.items()):
+        doc = inspect.getdoc(decorator.func)
+        key = f"{model.__name__}.{name}"
+        if doc:
+            notes.append(doc.splitlines()[0].rstrip("."))
+        elif key in VALIDATOR_NOTES:
+            notes.append(VALIDATOR_NOTES[key].rstrip("."))
+        else:
+            raise KeyError(f"{key} has no docstring: describe it in "
+                           "visitor_sync.formatdoc.VALIDATOR_NOTES")
+    return notes
+
+
+def fillers_of(reference: Reference) -> list[str]:
+    """File names whose types fill the table a reference points at."""
+    return [f"`{name}`" for file_type in FILE_TYPES.values()
+            if any(target.model is reference.model for target in file_type.targets)
+            for name in file_type.file_names]
+
+
+# -- rendering ----------------------------------------------------------------------------
+
+
+def _cell(text: str) -> str:
+    """A Markdown table cell: pipes escaped (also inside code spans, as GFM requires)."""
+    return text.replace("|", "\\|")
+
+
+def _codes(codes: tuple[str, ...]) -> str:
+    return ", ".join(f"`{code}`" for code in codes)
+
+
+def _headers(file_type: FileType, fields: tuple[str, ...]) -> str:
+    return " + ".join(file_type.header_of(name) for name in fields)
+
+
+def render_file_type(file_type: FileType) -> str:
+    """The section of one file type."""
+    lines = [f"### {', '.join(file_type.file_names)}", ""]
+    if file_type.description:
+        lines += [file_type.description, ""]
+    after = ", ".join(f"`{name}`" for other in file_type.after
+                      for name in FILE_TYPES[other].file_names)
+    lines += [
+        f"- **Type**: `{file_type.name}`; file name"
+        f"{'s' if len(file_type.file_names) > 1 else ''} "
+        + ", ".join(f"`{name}`" for name in file_type.file_names) + " (any case)",
+        f"- **Key**: {_headers(file_type, file_type.key)} (`duplicate_key` for every "
+        "repeat after the first row)",
+        f"- **Applied after**: {after} of the same run" if after
+        else "- **Applied after**: nothing (no dependency)",
+    ]
+    for target in file_type.targets:
+        key = file_type.target_key(target)
+        line = (f"- **Fills** `{target.name}` (keyed by {_headers(file_type, key)}; "
+                f"{_SYNC_MODES[target.mode]})")
+        if key != file_type.key:
+            shared = [source for source in target.fields(file_type.row_fields).values()
+                      if source not in key]
+            line += (f". Rows repeating a {_headers(file_type, key)} must agree on "
+                     f"{', '.join(file_type.header_of(name) for name in shared)}: the first "
+                     "row wins, later differing rows get `conflicting_values`")
+        if target.on_create is not None:
+            doc = inspect.getdoc(target.on_create) or target.on_create.__name__
+            line += f". New records: {doc[0].lower()}{doc[1:].rstrip('.')}"
+        lines.append(line)
+    required = set(file_type.required_headers())
+    for reference in file_type.references:
+        header = file_type.header_of(reference.field)
+        lines.append(
+            f"- **Reference**: {header}{'' if header in required else ', when given,'} must name "
+            f"an active {reference.noun} of the district (already imported, or in this run's "
+            f"{' or '.join(fillers_of(reference))}), else row error `{reference.code}`")
+    if "active" in RowModel.model_fields:
+        lines.append("- **Active** = 0 deactivates the record as absence from the file does")
+    for note in validator_notes(file_type.row_model):
+        lines.append(f"- **Rule**: {note}")
+    lines += ["", "| column | required | aliases | value | default | error codes |",
+              "|---|---|---|---|---|---|"]
+    for column in columns_of(file_type):
+        aliases = ", ".join(f"`{alias}`" for alias in column.aliases) or "-"
+        lines.append("| " + " | ".join(_cell(text) for text in (
+            f"`{column.header}`", "yes" if column.required else "no", aliases, column.value,
+            column.default or "-", _codes(column.codes) or "-")) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _render_value_formats() -> Iterator[str]:
+    yield "## Value formats\n"
+    yield ("Cells are trimmed of surrounding spaces first; an empty cell is an absent "
+           "value (`missing_value` when the column is required, the default otherwise).\n")
+    yield "| value | accepted | error code |"
+    yield "|---|---|---|"
+    yield "| text | anything; IDs, ZIP codes and phone numbers stay strings | - |"
+    for converter, known in VALUE_FORMATS.items():
+        code = error_code_of(converter)
+        yield (f"| {known.name} | {_cell(known.detail)} | "
+               f"{f'`{code}`' if code else '-'} |")
+    yield ""
+
+
+def _render_settings() -> Iterator[str]:
+    yield "## Limits and settings\n"
+    yield ("Defaults of the district's `ImportConfig` (`visitor_sync.config`); over a limit "
+           "the file is rejected.\n")
+    yield "| setting | default | meaning |"
+    yield "|---|---|---|"
+    for name, field in Limits.model_fields.items():
+        yield (f"| `limits.{name}` | {_number(field.default)} | "
+               f"{_cell(field.description or '')} |")
+    for name in _SETTINGS:
+        field = ImportConfig.model_fields[name]
+        default = "all types" if field.default is None else _number(field.default)
+        yield f"| `{name}` | {default} | {_cell(field.description or '')} |"
+    yield ""
+
+
+def _number(value: object) -> str:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        text = f"{value:,}" if value == int(value) else f"{value:g}"
+        text = text.removesuffix(".0")
+        if isinstance(value, int) and value >= 1024**2 and value % 1024**2 == 0:
+            mebibytes = value // 1024**2
+            unit = f"{mebibytes // 1024} GiB" if mebibytes % 1024 == 0 else f"{mebibytes} MiB"
+            text += f" ({unit})"
+        return text
+    return f"`{value}`"
+
+
+def _render_error_codes() -> Iterator[str]:
+    yield "## Error codes\n"
+    yield "Stable, snake_case; every issue of a report carries one of them.\n"
+    for kind, effect in _KIND_EFFECT.items():
+        yield f"- *{kind.value}*: {effect}"
+    yield ""
+    yield "| code | kind | meaning |"
+    yield "|---|---|---|"
+    for kind in Kind:
+        for code, (code_kind, meaning) in ERROR_CODES.items():
+            if code_kind is kind:
+                yield f"| `{code}` | {kind.value} | {_cell(meaning)} |"
+    yield ""
+
+
+def render_formats() -> str:
+    """The generated part of ``docs/formats.md``: file types, value formats, limits, codes."""
+    parts = ["## File types\n",
+             "Generated from `visitor_sync.filetypes`; types are listed in the order a "
+             "run applies them.\n"]
+    parts += [render_file_type(FILE_TYPES[name]) for name in APPLY_ORDER]
+    parts += [*_render_value_formats(), *_render_settings(), *_render_error_codes()]
+    return "\n".join(parts).rstrip("\n") + "\n"
+
+
+# -- the document -------------------------------------------------------------------------
+
+
+def generated_block(document: str) -> str:
+    """The text between the markers of a document (what :func:`render_formats` must equal)."""
+    start = document.index(BEGIN_MARKER) + len(BEGIN_MARKER)
+    end = document.index(END_MARKER, start)
+    return document[start:end].removeprefix("\n")
+
+
+def replace_generated(document: str, generated: str) -> str:
+    """The document with only its generated block replaced."""
+    start = document.index(BEGIN_MARKER) + len(BEGIN_MARKER)
+    end = document.index(END_MARKER, start)
+    return f"{document[:start]}\n{generated}{document[end:]}"
+
+
+def write_formats(path: Path = DEFAULT_PATH) -> None:
+    """Rewrite the generated block of ``docs/formats.md``; the hand-written text stays."""
+    document = path.read_text(encoding="utf-8")
+    path.write_text(replace_generated(document, render_formats()), encoding="utf-8")
