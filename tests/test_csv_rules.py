@@ -217,7 +217,8 @@ REJECTED_VALUES = [
 ]
 
 
-@pytest.mark.parametrize(("column", "value", "code", "advice"), REJECTED_VALUES)
+@pytest.mark.parametrize(("column", "value", "code", "advice"), [
+    pytest.param(*case, id=f"{case[2]}-{case[1]}".replace(" ", "_")) for case in REJECTED_VALUES])
 def test_other_spellings_are_row_errors(tmp_path: Path, column: str, value: str, code: str,
                                         advice: str) -> None:
     row = student(2)

@@ -379,7 +379,7 @@ def as_written(name: str, canonical: str, written: str, code: str,
     repeated key when ``value`` is None)."""
     case = RowCase(code, written, {} if value is None else {canonical: value},
                    duplicate=value is None)
-    return pytest.param(name, {canonical: written}, case, id=f"{code}-{written}")
+    return pytest.param(name, {canonical: written}, case, id=f"{code}-{written}".replace(" ", "_"))
 
 
 @pytest.mark.parametrize(("name", "rename", "case"), [

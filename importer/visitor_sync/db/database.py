@@ -13,8 +13,6 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
-from visitor_sync.db.rowhash import register_sqlite
-
 # Staged rows reach SQLite through the DB-API directly: store dates as SQLAlchemy does.
 sqlite3.register_adapter(date, date.isoformat)
 sqlite3.register_adapter(datetime, lambda value: value.isoformat(sep=" "))
@@ -38,7 +36,6 @@ def connect(url: str) -> Engine:
 
 def _sqlite_pragmas(dbapi_connection: sqlite3.Connection, _record: object) -> None:
     dbapi_connection.isolation_level = None
-    register_sqlite(dbapi_connection)
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys = ON")
     cursor.execute("PRAGMA journal_mode = WAL")

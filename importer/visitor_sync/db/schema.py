@@ -1,10 +1,11 @@
 """The visitor-management data model (DESIGN.md "Data model").
 
 Every synced record table shares :class:`SyncedRecord`: it is keyed by
-``district_id`` + ``record_key`` (the file's key, parts joined by U+001F),
-carries ``active``/``deactivated_at``/``created_at``/``updated_at`` and a
-``row_hash`` of its content so an unchanged row costs no write. The schema is
-created only by the Alembic migrations in ``visitor_sync/migrations``.
+``district_id`` + ``record_key`` (the file's key, parts joined by U+001F) and
+carries ``active``/``deactivated_at``/``created_at``/``updated_at``. An
+unchanged row costs no write: the import compares content in SQL (see
+``visitor_sync.reconcile``). The schema is created only by the Alembic
+migrations in ``visitor_sync/migrations``.
 """
 
 from __future__ import annotations
@@ -56,9 +57,10 @@ class SyncedRecord:
     """Columns and keys every table filled by a full sync has."""
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    district_id: Mapped[str] = mapped_column(String(63), ForeignKey("districts.id"))
+    #: No foreign key on purpose: a per-row FK trigger tripled the cost of bulk inserts;
+    #: only the importer writes these tables and it creates the district first.
+    district_id: Mapped[str] = mapped_column(String(63))
     record_key: Mapped[str]
-    row_hash: Mapped[str] = mapped_column(String(32))
     active: Mapped[bool] = mapped_column(server_default=true())
     deactivated_at: Mapped[datetime | None]
     created_at: Mapped[datetime]

@@ -48,14 +48,10 @@ def upgrade() -> None:
         ),
         sa.Column("district_id", sa.String(length=63), nullable=False),
         sa.Column("record_key", sa.Text(), nullable=False),
-        sa.Column("row_hash", sa.String(length=32), nullable=False),
         sa.Column("active", sa.Boolean(), server_default=sa.true(), nullable=False),
         sa.Column("deactivated_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["district_id"], ["districts.id"], name=op.f("fk_bus_assignments_district_id_districts")
-        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_bus_assignments")),
         sa.UniqueConstraint("district_id", "record_key", name="uq_bus_assignments_district_key"),
     )
@@ -80,14 +76,10 @@ def upgrade() -> None:
         ),
         sa.Column("district_id", sa.String(length=63), nullable=False),
         sa.Column("record_key", sa.Text(), nullable=False),
-        sa.Column("row_hash", sa.String(length=32), nullable=False),
         sa.Column("active", sa.Boolean(), server_default=sa.true(), nullable=False),
         sa.Column("deactivated_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["district_id"], ["districts.id"], name=op.f("fk_court_orders_district_id_districts")
-        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_court_orders")),
         sa.UniqueConstraint("district_id", "record_key", name="uq_court_orders_district_key"),
     )
@@ -110,14 +102,10 @@ def upgrade() -> None:
         ),
         sa.Column("district_id", sa.String(length=63), nullable=False),
         sa.Column("record_key", sa.Text(), nullable=False),
-        sa.Column("row_hash", sa.String(length=32), nullable=False),
         sa.Column("active", sa.Boolean(), server_default=sa.true(), nullable=False),
         sa.Column("deactivated_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["district_id"], ["districts.id"], name=op.f("fk_employees_district_id_districts")
-        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_employees")),
         sa.UniqueConstraint("district_id", "record_key", name="uq_employees_district_key"),
     )
@@ -176,14 +164,10 @@ def upgrade() -> None:
         ),
         sa.Column("district_id", sa.String(length=63), nullable=False),
         sa.Column("record_key", sa.Text(), nullable=False),
-        sa.Column("row_hash", sa.String(length=32), nullable=False),
         sa.Column("active", sa.Boolean(), server_default=sa.true(), nullable=False),
         sa.Column("deactivated_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["district_id"], ["districts.id"], name=op.f("fk_schools_district_id_districts")
-        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_schools")),
         sa.UniqueConstraint("district_id", "record_key", name="uq_schools_district_key"),
     )
@@ -208,14 +192,10 @@ def upgrade() -> None:
         ),
         sa.Column("district_id", sa.String(length=63), nullable=False),
         sa.Column("record_key", sa.Text(), nullable=False),
-        sa.Column("row_hash", sa.String(length=32), nullable=False),
         sa.Column("active", sa.Boolean(), server_default=sa.true(), nullable=False),
         sa.Column("deactivated_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["district_id"], ["districts.id"], name=op.f("fk_students_district_id_districts")
-        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_students")),
         sa.UniqueConstraint("district_id", "record_key", name="uq_students_district_key"),
     )
@@ -235,14 +215,10 @@ def upgrade() -> None:
         ),
         sa.Column("district_id", sa.String(length=63), nullable=False),
         sa.Column("record_key", sa.Text(), nullable=False),
-        sa.Column("row_hash", sa.String(length=32), nullable=False),
         sa.Column("active", sa.Boolean(), server_default=sa.true(), nullable=False),
         sa.Column("deactivated_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["district_id"], ["districts.id"], name=op.f("fk_users_district_id_districts")
-        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_users")),
         sa.UniqueConstraint("district_id", "record_key", name="uq_users_district_key"),
     )
@@ -261,16 +237,10 @@ def upgrade() -> None:
         ),
         sa.Column("district_id", sa.String(length=63), nullable=False),
         sa.Column("record_key", sa.Text(), nullable=False),
-        sa.Column("row_hash", sa.String(length=32), nullable=False),
         sa.Column("active", sa.Boolean(), server_default=sa.true(), nullable=False),
         sa.Column("deactivated_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["district_id"],
-            ["districts.id"],
-            name=op.f("fk_visitor_student_links_district_id_districts"),
-        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_visitor_student_links")),
         sa.UniqueConstraint(
             "district_id", "record_key", name="uq_visitor_student_links_district_key"
@@ -298,14 +268,10 @@ def upgrade() -> None:
         ),
         sa.Column("district_id", sa.String(length=63), nullable=False),
         sa.Column("record_key", sa.Text(), nullable=False),
-        sa.Column("row_hash", sa.String(length=32), nullable=False),
         sa.Column("active", sa.Boolean(), server_default=sa.true(), nullable=False),
         sa.Column("deactivated_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["district_id"], ["districts.id"], name=op.f("fk_visitors_district_id_districts")
-        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_visitors")),
         sa.UniqueConstraint("district_id", "record_key", name="uq_visitors_district_key"),
     )
@@ -331,14 +297,10 @@ def upgrade() -> None:
         ),
         sa.Column("district_id", sa.String(length=63), nullable=False),
         sa.Column("record_key", sa.Text(), nullable=False),
-        sa.Column("row_hash", sa.String(length=32), nullable=False),
         sa.Column("active", sa.Boolean(), server_default=sa.true(), nullable=False),
         sa.Column("deactivated_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["district_id"], ["districts.id"], name=op.f("fk_volunteers_district_id_districts")
-        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_volunteers")),
         sa.UniqueConstraint("district_id", "record_key", name="uq_volunteers_district_key"),
     )
