@@ -141,7 +141,8 @@ HEADER_SPELLINGS = [
 ]
 
 
-@pytest.mark.parametrize(("canonical", "written", "value", "code"), HEADER_SPELLINGS)
+@pytest.mark.parametrize(("canonical", "written", "value", "code"), [
+    pytest.param(*case, id=case[1].replace(" ", "_")) for case in HEADER_SPELLINGS])
 def test_header_spellings_and_aliases(tmp_path: Path, canonical: str, written: str, value: str,
                                       code: str) -> None:
     """Any spelling of a header matches, and issues name the column as it is written."""

@@ -143,7 +143,8 @@ class CsvTable:
             for fields in reader:
                 line = self._previous_end + 1
                 self._previous_end = reader.line_num
-                if any(field.strip() for field in fields):  # a line of spaces is blank too
+                # a line of spaces is blank too (first field checked first: it is cheap)
+                if fields and (fields[0].strip() or any(field.strip() for field in fields)):
                     yield line, fields
         except csv.Error as error:
             raise _csv_problem(error, self._previous_end + 1, self._limits) from error

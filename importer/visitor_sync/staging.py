@@ -9,6 +9,7 @@ It is a temporary table living inside the file's transaction.
 from __future__ import annotations
 
 import itertools
+import operator
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -56,6 +57,7 @@ class Stage:
             *(Column(name, field_types.get(name, Text())) for name in self.fields),
             prefixes=["TEMPORARY"],
         )
+        self._field_values = operator.itemgetter(*self.fields)
         self._key_fields = {name for target in file_type.targets
                             for name in file_type.target_key(target)} | set(file_type.key)
 
@@ -80,7 +82,7 @@ class Stage:
 
     def valid_row(self, line: int, row: RowModel) -> tuple[Any, ...]:
         values = row.__dict__
-        return (line, False, values["active"], *(values[name] for name in self.fields))
+        return (line, False, values["active"], *self._field_values(values))
 
     def error_row(self, line: int, raw: dict[str, str]) -> tuple[Any, ...]:
         """Only the key fields of a row in error, normalised as the validators would."""

@@ -54,6 +54,7 @@ def parse_date(value: str) -> date:
     raise _error("invalid_date", value, "is not a date; use YYYY-MM-DD")
 
 
+@functools.lru_cache(maxsize=65536)
 def parse_birth_date(value: str) -> date:
     born = parse_date(value)
     if born > date.today():
