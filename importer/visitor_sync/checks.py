@@ -53,12 +53,15 @@ def duplicate_keys(connection: Connection, stage: Stage, columns: ColumnMap,
              .join(firsts, stage.file_key == firsts.c.key)
              .where(table.c.line != firsts.c.first_line))
     headers = " + ".join(columns.header_of(name) for name in file_type.key)
+    found = False
     for line, key, first in _stream(connection, later.order_by(table.c.line)):
+        found = True
         yield Issue(file=file_name, line=line, column=columns.header_of(file_type.key[0]),
                     code="duplicate_key",
                     reason=f"{headers} {_show_key(key)} is already on line {first}; "
                            "each key may appear only once per file")
-    _skip_lines(connection, stage, later)
+    if found:
+        _skip_lines(connection, stage, later)
 
 
 def unknown_references(connection: Connection, stage: Stage, columns: ColumnMap,
@@ -73,11 +76,14 @@ def unknown_references(connection: Connection, stage: Stage, columns: ColumnMap,
         ~exists().where(referenced.c.district_id == district_id,
                         referenced.c.record_key == value, referenced.c.active))
     header = columns.header_of(reference.field)
+    found = False
     for line, key in _stream(connection, missing.order_by(table.c.line)):
+        found = True
         yield Issue(file=file_name, line=line, column=header, code=reference.code,
                     reason=f"{header} {quote_value(key)} is not an active {reference.noun} of "
                            f"this district; send the {reference.noun} first or fix the ID")
-    _skip_lines(connection, stage, missing)
+    if found:
+        _skip_lines(connection, stage, missing)
 
 
 def conflicting_rows(connection: Connection, stage: Stage, columns: ColumnMap,

@@ -17,10 +17,14 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import (
-    ColumnElement,
+    Boolean,
+    Column,
     Connection,
     DateTime,
+    MetaData,
     Subquery,
+    Table,
+    Text,
     and_,
     bindparam,
     case,
@@ -88,48 +92,82 @@ class TargetSync:
             query = query.where(table.c.line.in_(select(firsts.c.first_line)))
         return query.subquery("source")
 
-    def _match(self) -> list[ColumnElement[bool]]:
-        return [self.table.c.district_id == self.district_id,
-                self.table.c.record_key == self.source.c.record_key]
+    def _delta(self) -> Table:
+        """Temporary table: each source row beside the record it matches (one join in all)."""
+        data = [column for column in self.table.columns if column.name in self.columns]
+        return Table(
+            f"delta_{self.table.name}", MetaData(),
+            Column("record_key", Text), Column("active", Boolean),
+            *(Column(column.name, column.type) for column in data),
+            Column("target_id", self.table.c.id.type), Column("was_active", Boolean),
+            Column("differs", Boolean),
+            prefixes=["TEMPORARY"])
 
     def apply(self, connection: Connection, run_id: str, now: datetime) -> Counts:
-        table, source = self.table, self.source
+        """Apply the stage to the table; the returned counts come from the statements."""
+        table, source, data = self.table, self.source, list(self.columns)
+        joined = source.outerjoin(table, and_(table.c.district_id == self.district_id,
+                                              table.c.record_key == source.c.record_key))
+        found = table.c.id.is_not(None)
+        differs = or_(*(table.c[name].is_distinct_from(source.c[name]) for name in data))
+        changing = and_(found, or_(differs, table.c.active != source.c.active))
         counts = Counts()
+        (counts.valid_rows, counts.created, counts.deactivated, changes,
+         matched_active) = connection.execute(select(
+            func.count(), func.count().filter(~found),
+            func.count().filter(found, table.c.active, ~source.c.active),
+            func.count().filter(changing), func.count().filter(table.c.active))
+            .select_from(joined)).one()
+        counts.updated = changes - counts.deactivated
+        counts.unchanged = counts.valid_rows - counts.created - changes
         counts.active_before = connection.scalar(select(func.count()).select_from(table).where(
             table.c.district_id == self.district_id, table.c.active)) or 0
-        counts.valid_rows = connection.scalar(select(func.count()).select_from(source)) or 0
+        if counts.created or changes:  # only those rows are written down for the statements
+            delta = self._delta()
+            delta.drop(connection, checkfirst=True)
+            delta.create(connection)
+            connection.execute(insert(delta).from_select(
+                [column.name for column in delta.columns],
+                select(source, table.c.id, table.c.active, differs)
+                .select_from(joined).where(or_(~found, changing))))
+            connection.exec_driver_sql(f"ANALYZE {delta.name}")
+            self._write(connection, delta, counts.created, changes, run_id, now)
+            delta.drop(connection)
         stamp = bindparam("now", now, type_=DateTime(timezone=True))
-        new = select(source).where(~exists().where(*self._match())).subquery("new_records")
-        if self.target.on_create is not None:
-            self.target.on_create(NewRecords(connection, self.district_id, run_id, now, new))
-        data = list(self.columns)
-        counts.created = connection.execute(insert(table).from_select(
-            ["district_id", *_SYSTEM_COLUMNS, "deactivated_at", "created_at", "updated_at", *data],
-            select(literal(self.district_id), *(new.c[name] for name in _SYSTEM_COLUMNS),
-                   case((new.c.active, null()), else_=stamp), stamp, stamp,
-                   *(new.c[name] for name in data)))
-            .execution_options(preserve_rowcount=True)).rowcount
-
-        def update_where(condition: ColumnElement[bool]) -> int:
-            return connection.execute(
-                update(table).where(*self._match(), condition)
-                .values(active=source.c.active, updated_at=stamp,
-                        deactivated_at=case((source.c.active, null()), (table.c.active, stamp),
-                                            else_=table.c.deactivated_at),
-                        **{name: source.c[name] for name in data})).rowcount
-
-        counts.deactivated = update_where(and_(table.c.active, ~source.c.active))
-        counts.updated = update_where(or_(
-            table.c.active != source.c.active,
-            *(table.c[name].is_distinct_from(source.c[name]) for name in data)))
-        counts.unchanged = counts.valid_rows - counts.created - counts.updated - counts.deactivated
-        if self.target.mode is SyncMode.FULL_SYNC:
-            stage = self.stage
+        # Active records no valid row matched: absent from the file, or protected by an error.
+        if self.target.mode is SyncMode.FULL_SYNC and counts.active_before > matched_active:
             counts.deactivated += connection.execute(update(table).where(
                 table.c.district_id == self.district_id, table.c.active,
-                ~exists().where(stage.target_key(self.target) == table.c.record_key))
+                ~exists().where(self.stage.target_key(self.target) == table.c.record_key))
                 .values(active=False, deactivated_at=stamp, updated_at=stamp)).rowcount
+        if connection.dialect.name == "postgresql" and counts.created > 10_000:
+            # Statistics of a table that just grew a lot, so the next files get good plans.
+            connection.exec_driver_sql(f"ANALYZE {table.name}")
         return counts
+
+    def _write(self, connection: Connection, delta: Table, created: int, changes: int,
+               run_id: str, now: datetime) -> None:
+        """Insert the new records and update the changed ones listed in ``delta``."""
+        table, data = self.table, list(self.columns)
+        stamp = bindparam("now", now, type_=DateTime(timezone=True))
+        found = delta.c.target_id.is_not(None)
+        if created:
+            new = select(delta).where(~found).subquery("new_records")
+            if self.target.on_create is not None:
+                self.target.on_create(NewRecords(connection, self.district_id, run_id, now, new))
+            connection.execute(insert(table).from_select(
+                ["district_id", *_SYSTEM_COLUMNS, "deactivated_at", "created_at", "updated_at",
+                 *data],
+                select(literal(self.district_id), *(new.c[name] for name in _SYSTEM_COLUMNS),
+                       case((new.c.active, null()), else_=stamp), stamp, stamp,
+                       *(new.c[name] for name in data))))
+        if changes:
+            connection.execute(
+                update(table).where(table.c.id == delta.c.target_id)
+                .values(active=delta.c.active, updated_at=stamp,
+                        deactivated_at=case((delta.c.active, null()), (table.c.active, stamp),
+                                            else_=table.c.deactivated_at),
+                        **{name: delta.c[name] for name in data}))
 
     def hold_reason(self, counts: Counts, max_deactivate_percent: float) -> str | None:
         """Why applying this file is unsafe (so it must be held), or ``None``."""

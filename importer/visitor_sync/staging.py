@@ -97,14 +97,19 @@ class Stage:
         self.table.create(connection)
 
     def load(self, connection: Connection, rows: Iterable[Sequence[Any]]) -> None:
-        """Stream rows into the table, then index and analyse it for the set-based steps."""
+        """Stream rows into the table, then prepare it for the set-based steps.
+
+        PostgreSQL joins it by hashing and only needs statistics; SQLite's
+        nested loops need an index on every key.
+        """
         if connection.dialect.name == "postgresql":
             _copy(connection, self.table, rows)
         else:
             _insert_batches(connection, self.table, rows)
-        keys = {self.file_type.key, *(self.file_type.target_key(t) for t in self.file_type.targets)}
-        for number, fields in enumerate(sorted(keys)):
-            Index(f"ix_{self.table.name}_{number}", self.key(fields)).create(connection)
+            keys = {self.file_type.key,
+                    *(self.file_type.target_key(target) for target in self.file_type.targets)}
+            for number, fields in enumerate(sorted(keys)):
+                Index(f"ix_{self.table.name}_{number}", self.key(fields)).create(connection)
         connection.exec_driver_sql(f"ANALYZE {self.table.name}")
 
     def skipped_rows(self, connection: Connection) -> int:
