@@ -87,6 +87,7 @@ class Importer:
         self.run_id = str(uuid.uuid4())
         self.waiting: list[str] = []
         self._file_started = 0.0
+        self._present: set[str] = set()
 
     @classmethod
     def for_validation(cls, scratch: Engine, inbox: Inbox, config: ImportConfig,
@@ -99,6 +100,18 @@ class Importer:
     @property
     def validate_only(self) -> bool:
         return self._drop_box is None
+
+    def _filled_by_run(self, model: type) -> bool:
+        """Whether a file of this run fills the table of ``model``."""
+        return any(target.model is model
+                   for name in self._present for target in FILE_TYPES[name].targets)
+
+    def _needs_applying(self, file_type: FileType) -> bool:
+        """Validation applies a file only when another file of the run refers to its records."""
+        models = {target.model for target in file_type.targets}
+        return not self.validate_only or any(
+            reference.model in models
+            for name in self._present for reference in FILE_TYPES[name].references)
 
     @property
     def drop_box(self) -> Source:
@@ -123,10 +136,10 @@ class Importer:
                 self._expire_held(started)
             outcomes = []
             work = self._plan()
-            present = {item.file_type.name for item in work
-                       if item.file_type is not None and item.rejection is None}
+            self._present = {item.file_type.name for item in work
+                             if item.file_type is not None and item.rejection is None}
             for item in work:
-                outcomes.append(self._process(item, present))
+                outcomes.append(self._process(item))
                 heartbeat(self.engine, self.district_id, self.run_id)
             outcomes += [FileOutcome(file=name, status=FileStatus.WAITING)
                          for name in self.waiting]
@@ -208,11 +221,11 @@ class Importer:
 
     # -- one file -----------------------------------------------------------------------
 
-    def _process(self, item: _Work, present: set[str]) -> FileOutcome:
+    def _process(self, item: _Work) -> FileOutcome:
         self._file_started = time.perf_counter()
         try:
             with item.fetch() as path:
-                outcome = self._outcome(item, path, present)
+                outcome = self._outcome(item, path)
         except FileChanged:
             return FileOutcome(file=item.name, type=_type_name(item), status=FileStatus.WAITING)
         except FileNotFoundError:
@@ -232,7 +245,7 @@ class Importer:
             self._dispose(item, outcome)
         return outcome
 
-    def _outcome(self, item: _Work, path: Path, present: set[str]) -> FileOutcome:
+    def _outcome(self, item: _Work, path: Path) -> FileOutcome:
         """Apply the file in one transaction with its recorded outcome, or reject it whole."""
         try:
             if item.rejection is not None:
@@ -240,12 +253,12 @@ class Importer:
             assert item.file_type is not None
             facts = inspect_file(path, self.config.limits)
             with self.engine.begin() as connection:
-                return self._apply(connection, item, item.file_type, path, facts, present)
+                return self._apply(connection, item, item.file_type, path, facts)
         except FileRejected as rejected:
             return self._record_failure(item, rejected, FileStatus.REJECTED)
 
     def _apply(self, connection: Connection, item: _Work, file_type: FileType, path: Path,
-               facts: FileFacts, present: set[str]) -> FileOutcome:
+               facts: FileFacts) -> FileOutcome:
         if connection.dialect.name == "postgresql":  # room for the set-based steps' hash tables
             connection.exec_driver_sql("SET LOCAL work_mem = '256MB'")
         result_id = self._file_result(connection, item, size=facts.size, sha256=facts.sha256)
@@ -267,19 +280,12 @@ class Importer:
                 self.progress.file_finished()
         log.extend(checks.duplicate_keys(connection, stage, columns, item.name))
         for reference in file_type.references:
-            if not self.validate_only or _filled_by_run(reference.model, present):
+            if not self.validate_only or self._filled_by_run(reference.model):
                 log.extend(checks.unknown_references(connection, stage, columns, reference,
                                                      self.district_id, item.name))
         log.extend(checks.conflicting_rows(connection, stage, columns, item.name))
-        syncs = [TargetSync(stage, target, self.district_id) for target in file_type.targets]
-        now = datetime.now(UTC)
-        with connection.begin_nested() as applying:
-            # every target is applied; the primary one's counts are the file's
-            counts, *_ = [sync.apply(connection, self.run_id, now) for sync in syncs]
-            held_reason = None if item.held is not None else syncs[0].hold_reason(
-                counts, self.config.max_deactivate_percent)
-            if held_reason is not None:
-                applying.rollback()
+        counts, held_reason = (self._sync(connection, item, stage)
+                               if self._needs_applying(file_type) else (Counts(), None))
         if held_reason is not None:
             counts = Counts()
             connection.execute(insert(HeldFile).values(
@@ -300,6 +306,20 @@ class Importer:
         self._finish_file_result(connection, result_id, outcome)
         self._resolve_held(connection, item, "applied" if held_reason is None else None)
         return outcome
+
+    def _sync(self, connection: Connection, item: _Work, stage: Stage) -> tuple[
+            Counts, str | None]:
+        """Apply every target in a savepoint, rolled back if the safety hold says so."""
+        syncs = [TargetSync(stage, target, self.district_id) for target in stage.file_type.targets]
+        now = datetime.now(UTC)
+        with connection.begin_nested() as applying:
+            # every target is applied; the primary one's counts are the file's
+            counts, *_ = [sync.apply(connection, self.run_id, now) for sync in syncs]
+            held_reason = None if item.held is not None else syncs[0].hold_reason(
+                counts, self.config.max_deactivate_percent)
+            if held_reason is not None:
+                applying.rollback()
+        return counts, held_reason
 
     def _record_failure(self, item: _Work, rejected: FileRejected,
                         status: FileStatus) -> FileOutcome:
@@ -383,10 +403,6 @@ class Importer:
 
 def _type_name(item: _Work) -> str | None:
     return item.file_type.name if item.file_type is not None else None
-
-
-def _filled_by_run(model: type, present: set[str]) -> bool:
-    return any(target.model is model for name in present for target in FILE_TYPES[name].targets)
 
 
 def stored_issues(engine: Engine, run_id: str) -> Iterator[Issue]:
