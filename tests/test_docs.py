@@ -35,7 +35,7 @@ SOURCE = ROOT / "importer" / "visitor_sync"
 _CODE = re.compile(r"[a-z]+(?:_[a-z0-9]+)+|[a-z]+")
 
 #: Calls whose first argument is an error code, and what the code does to the file.
-_FIRST_ARGUMENT = {"_error": Kind.ROW, "one_of": Kind.ROW, "PydanticCustomError": Kind.ROW,
+_FIRST_ARGUMENT = {"invalid": Kind.ROW, "one_of": Kind.ROW, "PydanticCustomError": Kind.ROW,
                    "FileRejected": Kind.FILE}
 
 
@@ -116,7 +116,7 @@ def test_generated_block_is_up_to_date() -> None:
 def test_the_source_scan_finds_codes_of_every_kind_of_call_site() -> None:
     """Guards the scanner itself: a broken scan would make the completeness test vacuous."""
     found = emitted_codes()
-    for code in ("invalid_date",  # values._error
+    for code in ("invalid_date",  # values.invalid
                  "invalid_role",  # one_of
                  "missing_column", "duplicate_column",  # FileRejected.all_of problems
                  "unrecognised_file",  # FileRejected
@@ -217,7 +217,7 @@ def test_write_formats_rewrites_only_the_generated_block(tmp_path: Path) -> None
 
 def test_the_source_scan_sees_every_call_form() -> None:
     snippet = '''
-raise _error("code_a", value, "problem")
+raise invalid("code_a", value, "problem")
 raise FileRejected(
     "code_b", "reason")
 log.add(Issue.warning(name, "code_c", "reason"))

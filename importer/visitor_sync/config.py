@@ -38,5 +38,6 @@ class ImportConfig(BaseModel):
     held_retention_days: int = Field(
         14, ge=1, description="Held files not approved within this many days expire.")
     accepted_types: list[str] | None = Field(
-        None, description="File types this district may send (default: all).")
+        None, description="File types this district may send (default: all); a kind "
+                          "such as 'students' accepts its vendor layouts too.")
     limits: Limits = Field(default_factory=Limits)

@@ -27,7 +27,8 @@ from pydantic_core import PydanticCustomError, PydanticUndefined
 from visitor_sync import values
 from visitor_sync.config import ImportConfig, Limits
 from visitor_sync.filetypes import APPLY_ORDER, FILE_TYPES
-from visitor_sync.filetypes.base import FileType, Reference, RowModel, SyncMode, field_name
+from visitor_sync.filetypes.ascender import parse_ascender_birth_date
+from visitor_sync.filetypes.base import FileType, Reference, SyncMode
 
 BEGIN_MARKER = "<!-- BEGIN GENERATED: visitor-sync formats -->"
 END_MARKER = "<!-- END GENERATED -->"
@@ -128,13 +129,13 @@ def _true_false() -> list[tuple[str, str]]:
     def by_length(spelling: str) -> tuple[int, str]:
         return len(spelling), spelling
 
-    return list(zip(sorted(values._TRUE, key=by_length), sorted(values._FALSE, key=by_length),
-                    strict=True))
+    return list(zip(sorted(values.TRUE_SPELLINGS, key=by_length),
+                    sorted(values.FALSE_SPELLINGS, key=by_length), strict=True))
 
 
 def _grade_codes(quote: str = "") -> str:
     """CEDS codes ``parse_grade`` stores: the words, then the range of numbers (probed)."""
-    words = [f"{quote}{code}{quote}" for code in dict.fromkeys(values._GRADE_WORDS.values())]
+    words = [f"{quote}{code}{quote}" for code in dict.fromkeys(values.GRADE_SPELLINGS.values())]
     numbers = []
     for number in range(1, 100):
         try:
@@ -150,7 +151,7 @@ def _grade_codes(quote: str = "") -> str:
 
 def _grade_spellings() -> str:
     grouped: dict[str, list[str]] = {}
-    for spelling, code in values._GRADE_WORDS.items():
+    for spelling, code in values.GRADE_SPELLINGS.items():
         if spelling != code.upper():
             grouped.setdefault(code, []).append(spelling)
     return "; ".join(f"`{code}`: " + ", ".join(f"`{spelling}`" for spelling in spellings)
@@ -174,6 +175,11 @@ def _value_formats() -> dict[Callable[..., Any], ValueFormat]:
         values.parse_birth_date: ValueFormat(
             "date of birth", f"date ({dates}), not in the future",
             "A date as above that is not after today.", date_examples, ("9999-12-31",)),
+        parse_ascender_birth_date: ValueFormat(
+            "Ascender date of birth", "date of birth as MMDDYYYY (or MM/DD/YYYY), "
+            "not in the future",
+            "Ascender's eight-digit month-day-year form; never YYYYMMDD.",
+            ("01052015", "1/5/2015"), ("20150105",)),
         values.parse_grade: ValueFormat(
             "grade", f"grade, stored as a CEDS code ({_grade_codes()})",
             f"Stored as a CEDS code: {_grade_codes('`')}. Numbers "
@@ -295,7 +301,7 @@ def columns_of(file_type: FileType) -> list[Column]:
     required = set(file_type.required_headers())
     columns = []
     for header, aliases in file_type.headers.items():
-        field = file_type.row_model.model_fields[field_name(header)]
+        field = file_type.row_model.model_fields[file_type.field_of(header)]
         value, codes = _describe_value(file_type, header, field)
         if header in required:
             codes = ("missing_value", *codes)
@@ -429,16 +435,25 @@ def render_file_type(file_type: FileType) -> str:
             f"- **Reference**: {header}{'' if header in required else ', when given,'} must name "
             f"an active {reference.noun} of the district (already imported, or in this run's "
             f"{' or '.join(fillers_of(reference))}), else row error `{reference.code}`")
-    if "active" in RowModel.model_fields:
+    if any(file_type.field_of(header) == "active" for header in file_type.headers):
         lines.append("- **Active** = 0 deactivates the record as absence from the file does")
     for note in validator_notes(file_type.row_model):
         lines.append(f"- **Rule**: {note}")
-    lines += ["", "| column | required | aliases | value | default | error codes |",
-              "|---|---|---|---|---|---|"]
+    canonical = FILE_TYPES[file_type.kind]
+    if canonical is file_type:
+        lines += ["", "| column | required | aliases | value | default | error codes |",
+                  "|---|---|---|---|---|---|"]
+    else:  # a vendor layout: each column's canonical column is the mapping table
+        lines += ["", f"| column | required | becomes `{canonical.file_names[0]}` column | value "
+                  "| default | error codes |", "|---|---|---|---|---|---|"]
     for column in columns_of(file_type):
-        aliases = ", ".join(f"`{alias}`" for alias in column.aliases) or "-"
+        second = (", ".join(f"`{alias}`" for alias in column.aliases) or "-"
+                  if canonical is file_type else
+                  f"`{canonical.header_of(file_type.field_of(column.header))}`"
+                  if file_type.field_of(column.header) in canonical.row_fields
+                  else "- (conversion input)")
         lines.append("| " + " | ".join(_cell(text) for text in (
-            f"`{column.header}`", "yes" if column.required else "no", aliases, column.value,
+            f"`{column.header}`", "yes" if column.required else "no", second, column.value,
             column.default or "-", _codes(column.codes) or "-")) + " |")
     return "\n".join(lines) + "\n"
 
@@ -505,7 +520,8 @@ def render_formats() -> str:
     parts = ["## File types\n",
              "Generated from `visitor_sync.filetypes`; types are listed in the order a "
              "run applies them.\n"]
-    parts += [render_file_type(FILE_TYPES[name]) for name in APPLY_ORDER]
+    parts += [render_file_type(file_type) for kind in APPLY_ORDER
+              for file_type in FILE_TYPES.values() if file_type.kind == kind]
     parts += [*_render_value_formats(), *_render_settings(), *_render_error_codes()]
     return "\n".join(parts).rstrip("\n") + "\n"
 

@@ -180,23 +180,24 @@ class Importer:
                 item.rejection = FileRejected(
                     "type_not_accepted",
                     f"{item.file_type.name} files are not enabled for this district")
-            elif item.file_type.name in by_type:
+            elif item.file_type.kind in by_type:
                 item.rejection = FileRejected(
                     "duplicate_source",
-                    f"{by_type[item.file_type.name].name!r} in the same run is also a "
-                    f"{item.file_type.name} file; send one file per type")
+                    f"{by_type[item.file_type.kind].name!r} in the same run is also a "
+                    f"{item.file_type.kind} file; send one file per type")
             else:
-                by_type[item.file_type.name] = item
+                by_type[item.file_type.kind] = item
         if not self.validate_only:
             work += self._held_work(by_type)
         order = {name: index for index, name in enumerate(APPLY_ORDER)}
         return sorted(work, key=lambda item: (item.rejection is not None,
-                                              order.get(getattr(item.file_type, "name", ""), 99),
+                                              order.get(getattr(item.file_type, "kind", ""), 99),
                                               item.name))
 
     def _accepts(self, file_type: FileType) -> bool:
+        """A kind (``students``) accepts all its layouts; a layout name only itself."""
         accepted = self.config.accepted_types
-        return accepted is None or file_type.name in accepted
+        return accepted is None or file_type.name in accepted or file_type.kind in accepted
 
     def _held_work(self, inbox: dict[str, _Work]) -> list[_Work]:
         """Approved held files join the run; a newer inbox file of a type supersedes them."""
@@ -208,14 +209,15 @@ class Importer:
                 .order_by(HeldFile.held_at)))
         work: list[_Work] = []
         for held in pending:
-            newer = inbox.get(held.file_type)
+            kind = FILE_TYPES[held.file_type].kind
+            newer = inbox.get(kind)
             if newer is not None:
                 newer.superseded.append(held.id)
             elif self.approve_held in (ALL_HELD, held.run_id):
                 item = _Work(held.file_name, FILE_TYPES[held.file_type],
                              lambda held=held: self.drop_box.fetch_held(held.location),
                              held=held)
-                inbox[held.file_type] = item
+                inbox[kind] = item
                 work.append(item)
         return work
 

@@ -45,16 +45,20 @@ class Stage:
     def __init__(self, file_type: FileType) -> None:
         self.file_type = file_type
         self.fields = tuple(name for name in file_type.row_fields if name != "active")
-        field_types: dict[str, Any] = {}
+        # Types from the tables the fields fill; a field no table takes (a vendor flag
+        # consumed by validation) keeps its Python type.
+        field_types: dict[str, Any] = {
+            name: Boolean() if info.annotation is bool else Text()
+            for name, info in file_type.row_model.model_fields.items()}
         for target in file_type.targets:
             for column, source in target.fields(file_type.row_fields).items():
-                field_types.setdefault(source, target.table.c[column].type)
+                field_types[source] = target.table.c[column].type
         self.table = Table(
             f"stage_{file_type.name}", MetaData(),
             Column("line", Integer, nullable=False),
             Column("skip", Boolean, nullable=False),
             Column("active", Boolean, nullable=False),
-            *(Column(name, field_types.get(name, Text())) for name in self.fields),
+            *(Column(name, field_types[name]) for name in self.fields),
             prefixes=["TEMPORARY"],
         )
         self._field_values = operator.itemgetter(*self.fields)

@@ -18,21 +18,22 @@ from pydantic_core import PydanticCustomError
 
 from visitor_sync.issues import quote_value
 
-_TRUE = frozenset({"1", "true", "yes", "y", "t"})
-_FALSE = frozenset({"0", "false", "no", "n", "f"})
+TRUE_SPELLINGS = frozenset({"1", "true", "yes", "y", "t"})
+FALSE_SPELLINGS = frozenset({"0", "false", "no", "n", "f"})
 
 
-def _error(code: str, value: str, problem: str) -> PydanticCustomError:
+def invalid(code: str, value: str, problem: str) -> PydanticCustomError:
+    """The error a converter raises: ``code``, and a reason starting with the value."""
     return PydanticCustomError(code, "{value} " + problem, {"value": quote_value(value)})
 
 
 def parse_bool(value: str) -> bool:
     lowered = value.lower()
-    if lowered in _TRUE:
+    if lowered in TRUE_SPELLINGS:
         return True
-    if lowered in _FALSE:
+    if lowered in FALSE_SPELLINGS:
         return False
-    raise _error("invalid_boolean", value, "is not a yes/no value; use 1 or 0")
+    raise invalid("invalid_boolean", value, "is not a yes/no value; use 1 or 0")
 
 
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -51,18 +52,18 @@ def parse_date(value: str) -> date:
             return date(int(year), int(month), int(day))
     except ValueError:
         pass
-    raise _error("invalid_date", value, "is not a date; use YYYY-MM-DD")
+    raise invalid("invalid_date", value, "is not a date; use YYYY-MM-DD")
 
 
 @functools.lru_cache(maxsize=65536)
 def parse_birth_date(value: str) -> date:
     born = parse_date(value)
     if born > date.today():
-        raise _error("invalid_date", value, "is in the future; use the real date of birth")
+        raise invalid("invalid_date", value, "is in the future; use the real date of birth")
     return born
 
 
-_GRADE_WORDS = {
+GRADE_SPELLINGS = {
     "K": "KG", "KG": "KG", "KINDERGARTEN": "KG", "KINDER": "KG", "0": "KG", "00": "KG",
     "PK": "PK", "PREK": "PK", "PREKINDERGARTEN": "PK", "P": "PK",
     "TK": "TK", "TRANSITIONALKINDERGARTEN": "TK",
@@ -80,12 +81,12 @@ def parse_grade(value: str) -> str:
     """Normalise to a CEDS grade code (``K`` -> ``KG``, ``5`` -> ``05``)."""
     compact = re.sub(r"[\s\-_./]+", "", value.upper())
     # words may be spelled with separators (Pre-K); numbers may not (0.5, -1 are errors)
-    if compact in _GRADE_WORDS and (not compact.isdigit() or compact == value.strip()):
-        return _GRADE_WORDS[compact]
+    if compact in GRADE_SPELLINGS and (not compact.isdigit() or compact == value.strip()):
+        return GRADE_SPELLINGS[compact]
     number = _GRADE_NUMBER.fullmatch(value.strip().upper())
     if number and 1 <= int(number.group(1)) <= 13:
         return f"{int(number.group(1)):02d}"
-    raise _error("invalid_grade", value,
+    raise invalid("invalid_grade", value,
                  "is not a grade; use KG, PK, TK, 01-12, 13, IT, PR, PS, UG or Other")
 
 
@@ -94,14 +95,14 @@ _EMAIL = re.compile(r"[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>.]+")
 
 def parse_email(value: str) -> str:
     if not _EMAIL.fullmatch(value):
-        raise _error("invalid_email", value, "is not an e-mail address; use name@example.org")
+        raise invalid("invalid_email", value, "is not an e-mail address; use name@example.org")
     return value.lower()
 
 
 def parse_phone(value: str) -> str:
     digits = re.sub(r"\D", "", value.split("x")[0].split("X")[0])
     if not 7 <= len(digits) <= 15:
-        raise _error("invalid_phone", value,
+        raise invalid("invalid_phone", value,
                      "is not a phone number; use 10 digits like 555-123-4567")
     return value
 
@@ -111,7 +112,7 @@ _ZIP = re.compile(r"\d{5}(?:-?\d{4})?")
 
 def parse_zip(value: str) -> str:
     if not _ZIP.fullmatch(value):
-        raise _error("invalid_zip", value, "is not a ZIP code; use 5 digits (or ZIP+4)")
+        raise invalid("invalid_zip", value, "is not a ZIP code; use 5 digits (or ZIP+4)")
     return value
 
 
@@ -129,7 +130,7 @@ def parse_time(value: str) -> str:
             return datetime.strptime(compact, pattern).time().strftime("%H:%M")
         except ValueError:
             continue
-    raise _error("invalid_time", value, "is not a time; use HH:MM (24h) or 7:05 AM")
+    raise invalid("invalid_time", value, "is not a time; use HH:MM (24h) or 7:05 AM")
 
 
 def one_of(code: str, choices: dict[str, str]) -> Any:
@@ -140,7 +141,7 @@ def one_of(code: str, choices: dict[str, str]) -> Any:
     def parse(value: str) -> str:
         canonical = choices.get(re.sub(r"[\s_\-]+", "", value.lower()))
         if canonical is None:
-            raise _error(code, value, f"is not allowed; use one of: {allowed}")
+            raise invalid(code, value, f"is not allowed; use one of: {allowed}")
         return canonical
 
     return Annotated[str, BeforeValidator(parse)]

@@ -4,24 +4,27 @@ from __future__ import annotations
 
 from graphlib import TopologicalSorter
 
+from visitor_sync.filetypes.ascender import ASCENDER_STUDENTS, ASCENDER_VISITORS
 from visitor_sync.filetypes.base import FileType
 from visitor_sync.filetypes.bus_schedule import BUS_SCHEDULE
 from visitor_sync.filetypes.court_orders import COURT_ORDERS
 from visitor_sync.filetypes.employees import EMPLOYEES
+from visitor_sync.filetypes.powerschool import POWERSCHOOL_VISITORS
 from visitor_sync.filetypes.students import STUDENTS
 from visitor_sync.filetypes.users import USERS
 from visitor_sync.filetypes.visitors import VISITORS
 from visitor_sync.filetypes.volunteers import VOLUNTEERS
 
 FILE_TYPES: dict[str, FileType] = {file_type.name: file_type for file_type in (
-    STUDENTS, VISITORS, EMPLOYEES, USERS, VOLUNTEERS, COURT_ORDERS, BUS_SCHEDULE)}
+    STUDENTS, VISITORS, EMPLOYEES, USERS, VOLUNTEERS, COURT_ORDERS, BUS_SCHEDULE,
+    ASCENDER_STUDENTS, ASCENDER_VISITORS, POWERSCHOOL_VISITORS)}
 
 _BY_FILE_NAME = {name: file_type for file_type in FILE_TYPES.values()
                  for name in file_type.file_names}
 
-#: Types in the order their files are applied within a run (dependencies first).
+#: Kinds of file in the order they are applied within a run (dependencies first).
 APPLY_ORDER: tuple[str, ...] = tuple(TopologicalSorter(
-    {name: file_type.after for name, file_type in FILE_TYPES.items()}).static_order())
+    {file_type.kind: file_type.after for file_type in FILE_TYPES.values()}).static_order())
 
 TEMPORARY_SUFFIXES = (".filepart", ".part", ".partial", ".tmp")
 

@@ -13,7 +13,7 @@ import enum
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict
 
@@ -102,11 +102,25 @@ class FileType:
     #: types whose files of the same run are applied first.
     after: tuple[str, ...] = ()
     description: str = ""
+    #: the canonical type a vendor layout feeds (one file per kind per run); default: itself
+    kind: str = ""
+    #: header -> row field where the field is not simply the header in snake_case
+    #: (vendor layouts: ``Stu ID`` -> ``student_id``)
+    header_fields: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        missing = set(self.row_model.model_fields) - {field_name(h) for h in self.headers}
+        if not self.kind:
+            object.__setattr__(self, "kind", self.name)
+        # A canonical type documents every field; a vendor layout at least the required ones.
+        fields = {name for name, info in self.row_model.model_fields.items()
+                  if self.kind == self.name or info.is_required()}
+        missing = fields - {self.field_of(header) for header in self.headers}
         if missing:
             raise TypeError(f"{self.name}: fields without a header: {sorted(missing)}")
+
+    def field_of(self, header: str) -> str:
+        """The row field a documented header fills."""
+        return self.header_fields.get(header) or field_name(header)
 
     @property
     def primary(self) -> Target:
@@ -122,15 +136,18 @@ class FileType:
         lookup: dict[str, str] = {}
         for header, aliases in self.headers.items():
             for name in (header, *aliases):
-                lookup[normalise_header(name)] = field_name(header)
+                lookup[normalise_header(name)] = self.field_of(header)
         return lookup
 
     def required_headers(self) -> list[str]:
         return [header for header in self.headers
-                if self.row_model.model_fields[field_name(header)].is_required()]
+                if self.row_model.model_fields[self.field_of(header)].is_required()]
 
     def header_of(self, row_field: str) -> str:
-        return next(header for header in self.headers if field_name(header) == row_field)
+        """The documented header of a field (a vendor layout may not export every field:
+        then the field's own name, which only documentation ever shows)."""
+        return next((header for header in self.headers if self.field_of(header) == row_field),
+                    row_field.replace("_", " "))
 
     def target_key(self, target: Target) -> tuple[str, ...]:
         return target.key or self.key
@@ -141,5 +158,12 @@ def field_name(header: str) -> str:
     return re.sub(r"\W+", "_", header.strip().lower()).strip("_")
 
 
-def row_values(row: RowModel) -> dict[str, Any]:
-    return row.__dict__
+def vendor_layout(canonical: FileType, name: str, file_name: str, row_model: type[RowModel],
+                  columns: Mapping[str, str], description: str) -> FileType:
+    """A vendor's export of a canonical type: its headers (vendor header -> row field),
+    its own row model for value conversions, and everything else canonical."""
+    return FileType(
+        name=name, kind=canonical.kind, file_names=(file_name,), row_model=row_model,
+        headers={vendor: () for vendor in columns}, header_fields=dict(columns),
+        key=canonical.key, targets=canonical.targets, references=canonical.references,
+        after=canonical.after, description=description)
