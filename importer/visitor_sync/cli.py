@@ -19,6 +19,8 @@ from visitor_sync.mail import report_message, write_to_outbox
 from visitor_sync.pipeline import ALL_HELD, Importer, stored_issues
 from visitor_sync.report import describe, render_text
 from visitor_sync.samples import write_district
+from visitor_sync.sftp.factory import SourceConfigError, open_source
+from visitor_sync.sftp.source import SftpUnavailable
 from visitor_sync.sources import FileList, LocalFolderSource
 from visitor_sync.summary import ImportSummary
 
@@ -26,6 +28,8 @@ from visitor_sync.summary import ImportSummary
 EXIT_BUSY = 75
 #: Exit status when the database failed while applying a file (the file stays).
 EXIT_INFRASTRUCTURE = 1
+#: Exit status when the SFTP server could not be used (EX_UNAVAILABLE: try again later).
+EXIT_UNAVAILABLE = 69
 
 log = logging.getLogger("visitor_sync")
 
@@ -95,8 +99,16 @@ def validate(output: str, files: tuple[Path, ...]) -> None:
 
 @main.command("import")
 @click.option("--district", "district_id", help="District id (or from --config).")
-@click.option("--source", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="The district's inbox folder.")
+@click.option("--source", required=True, metavar="DIR|sftp://USER@HOST[:PORT]/PATH",
+              help="The district's inbox: a folder, or its SFTP drop box.")
+@click.option("--sftp-key", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Private key file for an sftp:// source.")
+@click.option("--sftp-password-file",
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="File holding the password for an sftp:// source "
+                   "(or $VISITOR_SYNC_SFTP_PASSWORD).")
+@click.option("--known-hosts", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="known_hosts file pinning the SFTP server's host key (required for sftp://).")
 @click.option("--db", "db_url", envvar="VISITOR_SYNC_DB", required=True,
               help="SQLAlchemy URL (or $VISITOR_SYNC_DB), e.g. postgresql+psycopg://... "
                    "or sqlite:///visitor-sync.db")
@@ -112,14 +124,16 @@ def validate(output: str, files: tuple[Path, ...]) -> None:
 @click.option("--recipient", "recipients", multiple=True, help="Report e-mail recipient.")
 @click.option("--format", "output", type=click.Choice(["text", "json"]), default="text",
               show_default=True)
-def import_(district_id: str | None, source: Path, db_url: str, config_file: Path | None,
-            quiet_period: int | None, max_deactivate_percent: float | None,
-            approve_held: str | None, outbox: Path | None, recipients: tuple[str, ...],
-            output: str) -> None:
+def import_(district_id: str | None, source: str, sftp_key: Path | None,
+            sftp_password_file: Path | None, known_hosts: Path | None, db_url: str,
+            config_file: Path | None, quiet_period: int | None,
+            max_deactivate_percent: float | None, approve_held: str | None,
+            outbox: Path | None, recipients: tuple[str, ...], output: str) -> None:
     """Import the files waiting in a district's inbox.
 
     Exit status 0 when the run completed, whatever the data said; non-zero
-    only when the infrastructure failed (75: another run holds the district).
+    only when the infrastructure failed (75: another run holds the district;
+    69: the SFTP server could not be reached, was not trusted or dropped the link).
     """
     settings = json.loads(config_file.read_text()) if config_file else {}
     overrides = {"district_id": district_id, "quiet_period_seconds": quiet_period,
@@ -129,11 +143,18 @@ def import_(district_id: str | None, source: Path, db_url: str, config_file: Pat
     engine = connect(db_url)
     migrate(engine)
     try:
-        summary = Importer(engine, LocalFolderSource(source), config, approve_held=approve_held,
-                           progress=_progress()).run()
+        with open_source(source, key_file=sftp_key, password_file=sftp_password_file,
+                         known_hosts=known_hosts) as inbox:
+            summary = Importer(engine, inbox, config, approve_held=approve_held,
+                               progress=_progress()).run()
+    except SourceConfigError as error:
+        raise click.UsageError(str(error)) from error
     except DistrictBusy as busy:
         click.echo(f"visitor-sync: {busy}", err=True)
         sys.exit(EXIT_BUSY)
+    except SftpUnavailable as error:
+        click.echo(f"visitor-sync: SFTP unavailable: {error}", err=True)
+        sys.exit(EXIT_UNAVAILABLE)
     _report(summary, engine, output, outbox, list(recipients), config)
     if summary.infrastructure_failed:
         sys.exit(EXIT_INFRASTRUCTURE)

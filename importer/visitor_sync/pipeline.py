@@ -36,7 +36,7 @@ from visitor_sync.reconcile import Counts, TargetSync
 from visitor_sync.sources import FileChanged, Inbox, Source, SourceFile, held_location, ready
 from visitor_sync.staging import Stage
 from visitor_sync.summary import FileOutcome, FileStatus, ImportSummary, run_result
-from visitor_sync.validation import RowValidator, match_header
+from visitor_sync.validation import Member, RowValidator, csv_member
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ class Importer:
             self._present = {item.file_type.name for item in work
                              if item.file_type is not None and item.rejection is None}
             for item in work:
-                outcomes.append(self._process(item))
+                outcomes += self._process(item)
                 heartbeat(self.engine, self.district_id, self.run_id)
             outcomes += [FileOutcome(file=name, status=FileStatus.WAITING)
                          for name in self.waiting]
@@ -223,105 +223,120 @@ class Importer:
 
     # -- one file -----------------------------------------------------------------------
 
-    def _process(self, item: _Work) -> FileOutcome:
+    def _process(self, item: _Work) -> list[FileOutcome]:
         self._file_started = time.perf_counter()
         try:
             with item.fetch() as path:
-                outcome = self._outcome(item, path)
+                outcomes = self._outcomes(item, path)
         except FileChanged:
-            return FileOutcome(file=item.name, type=_type_name(item), status=FileStatus.WAITING)
+            return [FileOutcome(file=item.name, type=_type_name(item), status=FileStatus.WAITING)]
         except FileNotFoundError:
             if item.held is None:
                 raise
-            return self._record_failure(item, FileRejected(
+            return [self._record_failure(item, FileRejected(
                 "held_file_missing", "the held file is no longer in the held area; "
-                "upload the file again"), FileStatus.REJECTED)
+                "upload the file again"), FileStatus.REJECTED)]
         except SQLAlchemyError as error:
             # Not the district's fault: the file stays where it is for the next run.
             log.exception("database failure while importing %s", item.name)
-            return self._record_failure(item, FileRejected(
+            return [self._record_failure(item, FileRejected(
                 "database_error", f"the database failed while applying the file "
                 f"({type(error).__name__}); nothing from it was applied and it will be "
-                "tried again in the next run"), FileStatus.FAILED)
+                "tried again in the next run"), FileStatus.FAILED)]
         if not self.validate_only:
-            self._dispose(item, outcome)
-        return outcome
+            self._dispose(item, _overall(outcomes))
+        return outcomes
 
-    def _outcome(self, item: _Work, path: Path) -> FileOutcome:
+    def _outcomes(self, item: _Work, path: Path) -> list[FileOutcome]:
         """Apply the file in one transaction with its recorded outcome, or reject it whole."""
         try:
             if item.rejection is not None:
                 raise item.rejection
             assert item.file_type is not None
             facts = inspect_file(path, self.config.limits)
-            with self.engine.begin() as connection:
-                return self._apply(connection, item, item.file_type, path, facts)
+            with (CsvTable(path, facts.encoding, self.config.limits) as table,
+                  self.engine.begin() as connection):
+                member = csv_member(table, item.file_type, item.name, facts.size)
+                if facts.fell_back_to_cp1252:
+                    member.warnings.append(Issue.warning(
+                        item.name, "encoding_fallback", "the file is not valid UTF-8 and was "
+                        "read as Windows-1252; export it as UTF-8"))
+                return self._apply(connection, item, [member], facts)
         except FileRejected as rejected:
-            return self._record_failure(item, rejected, FileStatus.REJECTED)
+            return [self._record_failure(item, rejected, FileStatus.REJECTED)]
 
-    def _apply(self, connection: Connection, item: _Work, file_type: FileType, path: Path,
-               facts: FileFacts) -> FileOutcome:
+    def _apply(self, connection: Connection, item: _Work, members: list[Member],
+               facts: FileFacts) -> list[FileOutcome]:
+        """Load, check and apply every member; if the safety hold stops one, none is applied."""
         if connection.dialect.name == "postgresql":  # room for the set-based steps' hash tables
             connection.exec_driver_sql("SET LOCAL work_mem = '256MB'")
-        result_id = self._file_result(connection, item, size=facts.size, sha256=facts.sha256)
-        log = IssueLog(connection, result_id)
-        if facts.fell_back_to_cp1252:
-            log.add(Issue.warning(item.name, "encoding_fallback",
-                                  "the file is not valid UTF-8 and was read as Windows-1252; "
-                                  "export it as UTF-8"))
-        stage = Stage(file_type)
-        stage.create(connection)
-        with CsvTable(path, facts.encoding, self.config.limits) as table:
-            columns = match_header(table.header, table.header_line, file_type, item.name, log)
-            validator = RowValidator(file_type, stage, columns, item.name, log)
-            if self.progress is not None:
-                self.progress.file_started(item.name, facts.size)
-            stage.load(connection, validator.staged_rows(
-                table, self.progress.file_advanced if self.progress else None))
-            if self.progress is not None:
-                self.progress.file_finished()
-        log.extend(checks.duplicate_keys(connection, stage, columns, item.name))
-        for reference in file_type.references:
-            if not self.validate_only or self._filled_by_run(reference.model):
-                log.extend(checks.unknown_references(connection, stage, columns, reference,
-                                                     self.district_id, item.name))
-        log.extend(checks.conflicting_rows(connection, stage, columns, item.name))
-        counts, held_reason = (self._sync(connection, item, stage)
-                               if self._needs_applying(file_type) else (Counts(), None))
-        if held_reason is not None:
-            counts = Counts()
-            connection.execute(insert(HeldFile).values(
-                district_id=self.district_id, run_id=self.run_id, file_name=item.name,
-                file_type=file_type.name, location=held_location(self.run_id, item.name),
-                size=facts.size, sha256=facts.sha256, held_at=datetime.now(UTC),
-                reason=held_reason))
-        rejected_rows = stage.skipped_rows(connection)
-        stage.drop(connection)
-        log.flush()
-        outcome = FileOutcome(
-            file=item.name, type=file_type.name,
-            status=FileStatus.APPLIED if held_reason is None else FileStatus.HELD,
-            rows_read=validator.rows_read, created=counts.created, updated=counts.updated,
-            unchanged=counts.unchanged, deactivated=counts.deactivated,
-            rejected_rows=rejected_rows, errors=log.errors, warnings=log.warnings,
-            held_reason=held_reason, issues=log.first)
-        self._finish_file_result(connection, result_id, outcome)
-        self._resolve_held(connection, item, "applied" if held_reason is None else None)
-        return outcome
-
-    def _sync(self, connection: Connection, item: _Work, stage: Stage) -> tuple[
-            Counts, str | None]:
-        """Apply every target in a savepoint, rolled back if the safety hold says so."""
-        syncs = [TargetSync(stage, target, self.district_id) for target in stage.file_type.targets]
-        now = datetime.now(UTC)
+        logs = []
+        for member in members:
+            result_id = self._file_result(connection, member.label, member.file_type.name,
+                                          size=facts.size, sha256=facts.sha256)
+            logs.append((result_id, IssueLog(connection, result_id)))
         with connection.begin_nested() as applying:
-            # every target is applied; the primary one's counts are the file's
-            counts, *_ = [sync.apply(connection, self.run_id, now) for sync in syncs]
-            held_reason = None if item.held is not None else syncs[0].hold_reason(
-                counts, self.config.max_deactivate_percent)
+            loaded = [self._load(connection, member, log)
+                      for member, (_, log) in zip(members, logs, strict=True)]
+            held_reason = None if item.held is not None else next(
+                (reason for _, reason, _, _ in loaded if reason is not None), None)
             if held_reason is not None:
                 applying.rollback()
-        return counts, held_reason
+        if held_reason is not None:
+            connection.execute(insert(HeldFile).values(
+                district_id=self.district_id, run_id=self.run_id, file_name=item.name,
+                file_type=_type_name(item), location=held_location(self.run_id, item.name),
+                size=facts.size, sha256=facts.sha256, held_at=datetime.now(UTC),
+                reason=held_reason))
+        outcomes = []
+        for member, (result_id, log), (counts, _, rows_read, rejected_rows) in zip(
+                members, logs, loaded, strict=True):
+            log.flush()
+            if held_reason is not None:
+                counts = Counts()
+            outcome = FileOutcome(
+                file=member.label, type=member.file_type.name,
+                status=FileStatus.APPLIED if held_reason is None else FileStatus.HELD,
+                rows_read=rows_read, created=counts.created, updated=counts.updated,
+                unchanged=counts.unchanged, deactivated=counts.deactivated,
+                rejected_rows=rejected_rows, errors=log.errors, warnings=log.warnings,
+                held_reason=held_reason, issues=log.first)
+            self._finish_file_result(connection, result_id, outcome)
+            outcomes.append(outcome)
+        self._resolve_held(connection, item, "applied" if held_reason is None else None)
+        return outcomes
+
+    def _load(self, connection: Connection, member: Member, log: IssueLog) -> tuple[
+            Counts, str | None, int, int]:
+        """Stage, check and apply one member: its counts, hold reason, rows read and rejected."""
+        log.extend(member.warnings)
+        stage = Stage(member.file_type)
+        stage.create(connection)
+        validator = RowValidator(member, stage, log)
+        if self.progress is not None:
+            self.progress.file_started(member.label, member.total_bytes)
+        stage.load(connection, validator.staged_rows(
+            self.progress.file_advanced if self.progress else None))
+        if self.progress is not None:
+            self.progress.file_finished()
+        columns, label = member.columns, member.label
+        log.extend(checks.duplicate_keys(connection, stage, columns, label))
+        for reference in member.file_type.references:
+            if not self.validate_only or self._filled_by_run(reference.model):
+                log.extend(checks.unknown_references(connection, stage, columns, reference,
+                                                     self.district_id, label))
+        log.extend(checks.conflicting_rows(connection, stage, columns, label))
+        counts, held_reason = Counts(), None
+        if self._needs_applying(member.file_type):
+            syncs = [TargetSync(stage, target, self.district_id)
+                     for target in member.file_type.targets]
+            now = datetime.now(UTC)
+            # every target is applied; the primary one's counts are the member's
+            counts, *_ = [sync.apply(connection, self.run_id, now) for sync in syncs]
+            held_reason = syncs[0].hold_reason(counts, self.config.max_deactivate_percent)
+        rejected_rows = stage.skipped_rows(connection)
+        stage.drop(connection)
+        return counts, held_reason, validator.rows_read, rejected_rows
 
     def _record_failure(self, item: _Work, rejected: FileRejected,
                         status: FileStatus) -> FileOutcome:
@@ -330,7 +345,7 @@ class Importer:
         outcome = FileOutcome(file=item.name, type=_type_name(item), status=status,
                               errors=len(issues), issues=issues)
         with self.engine.begin() as connection:
-            result_id = self._file_result(connection, item)
+            result_id = self._file_result(connection, item.name, _type_name(item))
             log = IssueLog(connection, result_id)
             log.extend(issues)
             log.flush()
@@ -339,9 +354,10 @@ class Importer:
                 self._resolve_held(connection, item, "rejected")
         return outcome
 
-    def _file_result(self, connection: Connection, item: _Work, **facts: object) -> int:
+    def _file_result(self, connection: Connection, file_name: str, file_type: str | None,
+                     **facts: object) -> int:
         return connection.execute(insert(ImportFileResult).values(
-            run_id=self.run_id, file_name=item.name, file_type=_type_name(item),
+            run_id=self.run_id, file_name=file_name, file_type=file_type,
             status="processing", **facts).returning(ImportFileResult.id)).scalar_one()
 
     def _resolve_held(self, connection: Connection, item: _Work, state: str | None) -> None:
@@ -366,17 +382,17 @@ class Importer:
 
     # -- after the outcome is recorded --------------------------------------------------
 
-    def _dispose(self, item: _Work, outcome: FileOutcome) -> None:
+    def _dispose(self, item: _Work, status: FileStatus) -> None:
         """Remove the processed file, or move a held one aside; never before recording."""
         if item.held is not None:
             self.drop_box.discard_held(item.held.location)
         elif item.source_file is not None:
-            if outcome.status is FileStatus.HELD:
+            if status is FileStatus.HELD:
                 if not self.drop_box.hold(item.source_file, self.run_id):
                     self._supersede_replaced_hold(item)
-            elif outcome.status is not FileStatus.FAILED:
+            elif status is not FileStatus.FAILED:
                 self.drop_box.remove(item.source_file)
-        if item.superseded and outcome.status is not FileStatus.REJECTED:
+        if item.superseded and status is not FileStatus.REJECTED:
             with self.engine.connect() as connection:
                 locations = connection.scalars(select(HeldFile.location).where(
                     HeldFile.id.in_(item.superseded)))
@@ -401,6 +417,12 @@ class Importer:
                 state="expired", resolved_at=now))
         for row in expired:
             self.drop_box.discard_held(row.location)
+
+
+def _overall(outcomes: list[FileOutcome]) -> FileStatus:
+    """A file's status from its members': held if any was held, else the first's."""
+    statuses = [outcome.status for outcome in outcomes]
+    return FileStatus.HELD if FileStatus.HELD in statuses else statuses[0]
 
 
 def _type_name(item: _Work) -> str | None:

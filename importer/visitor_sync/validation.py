@@ -9,8 +9,8 @@ row in error becomes issues (file, line, column, code, reason) and a staged
 from __future__ import annotations
 
 import typing
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
@@ -40,69 +40,104 @@ class ColumnMap:
         return self.written.get(field) or self.file_type.header_of(field)
 
 
-def match_header(header: list[str], header_line: int, file_type: FileType, file_name: str,
-                 log: IssueLog) -> ColumnMap:
-    """Map the file's header onto the type's fields, or reject the file."""
+#: A row to validate: its first physical line, its values by row field (empty cells
+#: left out), and a problem already found with the row as a whole.
+Record = tuple[int, dict[str, str], Issue | None]
+
+
+@dataclass
+class Member:
+    """One table of rows validated and applied as ``file_type``: a CSV file, or a table
+    read out of a container file (a OneRoster zip)."""
+
+    file_type: FileType
+    #: the file as issues name it (``students.csv``, ``OneRoster.zip:users.csv``)
+    label: str
+    columns: ColumnMap
+    records: Iterable[Record]
+    #: issues about the table as a whole, found while opening it (unknown columns...)
+    warnings: list[Issue] = field(default_factory=list)
+    #: how far through its bytes reading is, of how many, for progress bars
+    bytes_read: Callable[[], int] | None = None
+    total_bytes: int = 0
+
+
+def match_header(header: list[str], header_line: int, file_type: FileType,
+                 file_name: str) -> tuple[ColumnMap, list[Issue]]:
+    """Map the file's header onto the type's fields (with warnings), or reject the file."""
     lookup = file_type.header_lookup()
     fields: list[str | None] = []
     written: dict[str, str] = {}
+    warnings: list[Issue] = []
     problems: list[tuple[str, str, int | None, str | None]] = []
     for name in header:
-        field = lookup.get(normalise_header(name))
-        if field is None:
+        field_name = lookup.get(normalise_header(name))
+        if field_name is None:
             fields.append(None)
             if name:
-                log.add(Issue.warning(file_name, "unknown_column",
-                                      f"column {quote_value(name)} is not part of the "
-                                      f"{file_type.name} format and is ignored",
-                                      line=header_line, column=name))
-        elif field in written:
+                warnings.append(Issue.warning(
+                    file_name, "unknown_column", f"column {quote_value(name)} is not part of "
+                    f"the {file_type.name} format and is ignored", line=header_line,
+                    column=name))
+        elif field_name in written:
             problems.append(("duplicate_column",
-                             f"columns {quote_value(written[field])} and {quote_value(name)} "
-                             "both mean the same field; keep one", header_line, name))
+                             f"columns {quote_value(written[field_name])} and "
+                             f"{quote_value(name)} both mean the same field; keep one",
+                             header_line, name))
             fields.append(None)
         else:
-            fields.append(field)
-            written[field] = name
+            fields.append(field_name)
+            written[field_name] = name
     for header_name in file_type.required_headers():
-        field = file_type.header_lookup()[normalise_header(header_name)]
-        if field not in written:
+        if file_type.field_of(header_name) not in written:
             problems.append(("missing_column",
                              f"the required column {quote_value(header_name)} is missing; "
                              "add it to the header row", header_line, header_name))
     if problems:
         raise FileRejected.all_of(problems)
-    return ColumnMap(file_type, fields, written)
+    return ColumnMap(file_type, fields, written), warnings
+
+
+def csv_member(table: CsvTable, file_type: FileType, file_name: str, size: int) -> Member:
+    """A CSV file as one member: header matched, rows as records."""
+    columns, warnings = match_header(table.header, table.header_line, file_type, file_name)
+    return Member(file_type, file_name, columns, _csv_records(table, columns, file_name),
+                  warnings, lambda: table.bytes_read, size)
+
+
+def _csv_records(table: CsvTable, columns: ColumnMap, file_name: str) -> Iterator[Record]:
+    positions = columns.fields
+    width = len(positions)
+    for line, cells in table.rows():
+        raw = {name: value for name, cell in zip(positions, cells, strict=False)
+               if name is not None and (value := cell.strip())}
+        problem = None
+        if len(cells) > width and any(cell.strip() for cell in cells[width:]):
+            problem = Issue(file=file_name, line=line, code="wrong_field_count",
+                            reason=f"the row has {len(cells)} fields but the header has "
+                                   f"{width}; quote values that contain the delimiter")
+        yield line, raw, problem
 
 
 class RowValidator:
-    """Streams a CSV table's rows as staged tuples, logging every row error."""
+    """Streams a member's records as staged tuples, logging every row error."""
 
-    def __init__(self, file_type: FileType, stage: Stage, columns: ColumnMap, file_name: str,
-                 log: IssueLog) -> None:
-        self.file_type = file_type
+    def __init__(self, member: Member, stage: Stage, log: IssueLog) -> None:
+        self.member = member
         self.stage = stage
-        self.columns = columns
-        self.file_name = file_name
         self.log = log
         self.rows_read = 0
 
-    def staged_rows(self, table: CsvTable, progress: Callable[[int], None] | None = None,
+    def staged_rows(self, progress: Callable[[int], None] | None = None,
                     ) -> Iterator[tuple[Any, ...]]:
-        validate = self.file_type.row_model.__pydantic_validator__.validate_python
-        positions = self.columns.fields
-        width = len(positions)
-        for line, cells in table.rows():
+        validate = self.member.file_type.row_model.__pydantic_validator__.validate_python
+        bytes_read = self.member.bytes_read
+        for line, raw, problem in self.member.records:
             self.rows_read += 1
-            if progress is not None and self.rows_read % PROGRESS_EVERY == 0:
-                progress(table.bytes_read)
-            raw = {field: value for field, cell in zip(positions, cells, strict=False)
-                   if field is not None and (value := cell.strip())}
-            if len(cells) > width and any(cell.strip() for cell in cells[width:]):
-                self.log.add(Issue(
-                    file=self.file_name, line=line, code="wrong_field_count",
-                    reason=f"the row has {len(cells)} fields but the header has {width}; "
-                           "quote values that contain the delimiter"))
+            if progress is not None and bytes_read and self.rows_read % PROGRESS_EVERY == 0:
+                progress(bytes_read())
+            if problem is not None:
+                self.log.add(problem)
                 yield self.stage.error_row(line, raw)
                 continue
             try:
@@ -116,7 +151,7 @@ class RowValidator:
     def _issues(self, error: ValidationError, line: int) -> Iterator[Issue]:
         for detail in error.errors(include_url=False):
             field = str(detail["loc"][0]) if detail["loc"] else None
-            header = self.columns.header_of(field) if field else None
+            header = self.member.columns.header_of(field) if field else None
             code = detail["type"]
             if code == "missing":
                 code, message = "missing_value", "is empty; every row needs a value"
@@ -125,5 +160,5 @@ class RowValidator:
                 message = f"{quote_value(str(detail['input']))} is not valid: {detail['msg']}"
             else:
                 message = detail["msg"]
-            yield Issue(file=self.file_name, line=line, column=header, code=code,
+            yield Issue(file=self.member.label, line=line, column=header, code=code,
                         reason=f"{header} {message}" if header else message)

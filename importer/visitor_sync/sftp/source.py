@@ -1,0 +1,486 @@
+"""The importer's SFTP source: a district's drop box read and emptied over SFTP (paramiko).
+
+Same contract as the local folder (:class:`visitor_sync.sources.Source`), with what a
+network adds:
+
+- the server is who it claims to be: its host key is pinned in a known_hosts file
+  (``RejectPolicy``; an unknown or changed key stops the run, never a retry);
+- connecting is retried a few times with exponential backoff, then
+  :class:`SftpUnavailable` (the CLI exits 69: infrastructure, a later run may work);
+- a link that drops in the middle of a run raises :class:`SftpConnectionLost` out of
+  the pipeline, so the file being read is neither recorded nor removed;
+- "the same file" means the same size and mtime, checked on the open handle (so a
+  file swapped in by rename is never mistaken for the one listed);
+- removal first overwrites the file with zeros through the same handle (and asks the
+  server to fsync), then deletes the name only if it still names the zeroed file.
+
+The importer's account sees the district's drop box and the held area side by side
+(see :mod:`visitor_sync.sftp.server`): ``/district/upload`` and ``/held``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import posixpath
+import socket
+import stat
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import paramiko
+from paramiko.sftp import CMD_EXTENDED, CMD_EXTENDED_REPLY
+from paramiko.sftp_attr import SFTPAttributes
+from paramiko.sftp_file import SFTPFile
+
+from visitor_sync.filetypes import is_temporary
+from visitor_sync.sftp.server import HELD_DIRECTORY
+from visitor_sync.sources import HELD_DIRECTORY as HELD_LOCATION_PREFIX
+from visitor_sync.sources import FileChanged, SourceFile
+
+log = logging.getLogger(__name__)
+
+#: Flow control: large windows and packets let one connection move >100 MB/s
+#: (paramiko's defaults of 2 MiB / 32 KiB cap it near 10-80 MB/s).
+WINDOW_SIZE = 32 * 1024 * 1024
+MAX_PACKET_SIZE = 256 * 1024
+#: Read request size when the server does not state its limit (the SFTP baseline).
+DEFAULT_READ_SIZE = 32 * 1024
+#: Largest read request asked for, whatever the server allows (memory per request).
+MAX_READ_SIZE = 1024 * 1024
+#: Read requests in flight during a download.
+CONCURRENT_READS = 32
+#: Bytes per local write and per zero-overwrite write.
+CHUNK_SIZE = 1024 * 1024
+
+#: Preference order offered to the server (which offers AEAD and EtM only): AES-GCM is
+#: one OpenSSL call per packet in paramiko, chacha20 is not available there.
+CIPHER_PREFERENCE = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr",
+                     "aes256-ctr")
+
+
+class SftpError(Exception):
+    """The SFTP drop box could not be used (the run cannot go on)."""
+
+
+class SftpUnavailable(SftpError):
+    """No usable connection: refused, timed out, dropped, or the server was not trusted."""
+
+
+class SftpConnectionLost(SftpUnavailable):
+    """The connection broke during the run; nothing of the file being handled was kept."""
+
+
+class SftpHostKeyError(SftpUnavailable):
+    """The server's host key is not the pinned one (or none is pinned): never retried."""
+
+
+class SftpAuthenticationError(SftpUnavailable):
+    """The server refused our credentials: never retried."""
+
+
+@dataclass(frozen=True)
+class SftpTarget:
+    """Where a drop box is: ``sftp://user@host:port/path``."""
+
+    user: str
+    host: str
+    port: int
+    path: str
+
+    @classmethod
+    def parse(cls, url: str) -> SftpTarget:
+        """Parse an ``sftp://`` URL; credentials in it are refused (they would be logged)."""
+        parts = urlsplit(url)
+        if parts.scheme != "sftp":
+            raise ValueError(f"not an sftp:// URL: {url!r}")
+        if parts.password is not None:
+            raise ValueError("put no password in the URL: use --sftp-password-file or "
+                             "$VISITOR_SYNC_SFTP_PASSWORD")
+        if not parts.username or not parts.hostname:
+            raise ValueError("an SFTP source is sftp://user@host[:port]/path")
+        if parts.query or parts.fragment:
+            raise ValueError("an SFTP source URL has no query or fragment")
+        path = posixpath.normpath(unquote(parts.path) or "/")
+        if not path.startswith("/"):
+            path = f"/{path}"
+        return cls(unquote(parts.username), parts.hostname, parts.port or 22, path)
+
+    def __str__(self) -> str:
+        return f"sftp://{self.user}@{self.host}:{self.port}{self.path}"
+
+
+@dataclass(frozen=True)
+class SftpCredentials:
+    """How the importer logs in. Read from files or the environment, never from argv."""
+
+    key_file: Path | None = None
+    password: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.key_file is None and self.password is None:
+            raise ValueError("an SFTP source needs a key file or a password")
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Seconds to wait: TCP connect, banner and authentication; any single read."""
+
+    connect: float = 15.0
+    read: float = 60.0
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Connection attempts and the first backoff delay (doubled after each failure)."""
+
+    attempts: int = 4
+    delay: float = 1.0
+
+    def delays(self) -> Iterator[float]:
+        for attempt in range(self.attempts - 1):
+            yield self.delay * 2**attempt
+
+
+def _same(attributes: SFTPAttributes, file: SourceFile | SFTPAttributes) -> bool:
+    """A regular file with the size and mtime of ``file`` (as listed, or as last seen)."""
+    size, mtime = ((file.size, file.mtime) if isinstance(file, SourceFile)
+                   else (file.st_size, file.st_mtime))
+    return (attributes.st_mode is not None and stat.S_ISREG(attributes.st_mode)
+            and attributes.st_size == size and attributes.st_mtime == mtime)
+
+
+class SftpSource:
+    """A district's drop box over SFTP; open it (``with``) before use, it closes the link."""
+
+    def __init__(self, target: SftpTarget, credentials: SftpCredentials, known_hosts: Path, *,
+                 held_path: str = f"/{HELD_DIRECTORY}", timeouts: Timeouts | None = None,
+                 retry: Retry | None = None, sleep: Callable[[float], None] = time.sleep
+                 ) -> None:
+        self.target = target
+        self.credentials = credentials
+        self.known_hosts = known_hosts
+        self.held_path = held_path.rstrip("/") or "/"
+        self.timeouts = timeouts or Timeouts()
+        self.retry = retry or Retry()
+        self._sleep = sleep
+        self._client: paramiko.SSHClient | None = None
+        self._sftp: paramiko.SFTPClient | None = None
+        self._read_size = DEFAULT_READ_SIZE
+
+    # -- the connection -----------------------------------------------------------------
+
+    def __enter__(self) -> SftpSource:
+        self.open()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def open(self) -> None:
+        """Connect, retrying connection failures; host key and login failures are final."""
+        pkey = self._load_key()
+        delays = self.retry.delays()
+        while True:
+            try:
+                self._connect(pkey)
+                return
+            except (SftpHostKeyError, SftpAuthenticationError):
+                raise
+            except (OSError, EOFError, paramiko.SSHException) as error:
+                self.close()
+                delay = next(delays, None)
+                if delay is None:
+                    raise SftpUnavailable(
+                        f"cannot connect to {self.target} after {self.retry.attempts} "
+                        f"attempt(s): {_describe(error)}") from error
+                log.warning("cannot connect to %s (%s); retrying in %.1f s", self.target,
+                            _describe(error), delay)
+                self._sleep(delay)
+
+    def _load_key(self) -> paramiko.PKey | None:
+        if self.credentials.key_file is None:
+            return None
+        try:
+            return paramiko.PKey.from_path(self.credentials.key_file)
+        except (OSError, paramiko.SSHException, ValueError) as error:
+            raise SftpAuthenticationError(
+                f"cannot read the SFTP key {self.credentials.key_file}: {error}") from error
+
+    def _connect(self, pkey: paramiko.PKey | None) -> None:
+        client = paramiko.SSHClient()
+        self._client = client
+        try:
+            client.load_host_keys(str(self.known_hosts))
+        except OSError as error:
+            raise SftpHostKeyError(f"cannot read known_hosts {self.known_hosts}: "
+                                   f"{error}") from error
+        client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        name = (self.target.host if self.target.port == 22
+                else f"[{self.target.host}]:{self.target.port}")
+        if client.get_host_keys().lookup(name) is None:
+            raise SftpHostKeyError(f"no host key for {name} in {self.known_hosts}: pin the "
+                                   "server's key (its fingerprint is in the district's status)")
+        timeout = self.timeouts.connect
+        try:
+            client.connect(self.target.host, self.target.port, username=self.target.user,
+                           pkey=pkey, password=self.credentials.password, timeout=timeout,
+                           banner_timeout=timeout, auth_timeout=timeout,
+                           channel_timeout=timeout, look_for_keys=False, allow_agent=False,
+                           transport_factory=_transport)
+        except paramiko.BadHostKeyException as error:
+            raise SftpHostKeyError(
+                f"the host key of {name} is not the pinned one (expected "
+                f"{error.expected_key.fingerprint}, got {error.key.fingerprint}): refusing "
+                "to connect; if the server's key was really replaced, update known_hosts"
+            ) from error
+        except paramiko.AuthenticationException as error:
+            raise SftpAuthenticationError(
+                f"{self.target.user}@{name} refused our credentials: {error}") from error
+        transport = client.get_transport()
+        assert transport is not None
+        self._sftp = paramiko.SFTPClient.from_transport(
+            transport, window_size=WINDOW_SIZE, max_packet_size=MAX_PACKET_SIZE)
+        assert self._sftp is not None
+        channel = self._sftp.get_channel()
+        assert channel is not None
+        channel.settimeout(self.timeouts.read)
+        self._read_size = self._server_read_limit()
+        log.info("connected to %s (%s, host key %s)", self.target, transport.remote_cipher,
+                 transport.get_remote_server_key().fingerprint)
+
+    def _server_read_limit(self) -> int:
+        """The largest read the server serves whole (OpenSSH's limits@openssh.com)."""
+        try:
+            kind, message = self.sftp._request(CMD_EXTENDED, "limits@openssh.com")
+        except OSError:
+            return DEFAULT_READ_SIZE
+        if kind != CMD_EXTENDED_REPLY:
+            return DEFAULT_READ_SIZE
+        message.get_int64()  # max packet length
+        max_read = message.get_int64()
+        return min(max_read, MAX_READ_SIZE) if max_read else DEFAULT_READ_SIZE
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+        self._client = None
+        self._sftp = None
+
+    @property
+    def sftp(self) -> paramiko.SFTPClient:
+        if self._sftp is None:
+            raise SftpConnectionLost(f"not connected to {self.target}")
+        return self._sftp
+
+    @contextmanager
+    def _link(self) -> Iterator[paramiko.SFTPClient]:
+        """Turn a broken connection into :class:`SftpConnectionLost` (and drop it).
+
+        SFTP status errors (no such file, permission denied) are ``OSError`` too and
+        pass through unchanged while the transport is still up.
+        """
+        sftp = self.sftp
+        try:
+            yield sftp
+        except (OSError, EOFError, paramiko.SSHException) as error:
+            transport = self._client.get_transport() if self._client else None
+            if (isinstance(error, (socket.timeout, EOFError, paramiko.SSHException))
+                    or transport is None or not transport.is_active()):
+                self.close()
+                raise SftpConnectionLost(
+                    f"the connection to {self.target} was lost: {_describe(error)}") from error
+            raise
+
+    # -- the Source protocol ------------------------------------------------------------
+
+    def list_files(self) -> list[SourceFile]:
+        """Regular files of the drop box (no links, directories or temporary names)."""
+        with self._link() as sftp:
+            entries = sftp.listdir_attr(self.target.path)
+        return sorted((SourceFile(entry.filename, entry.st_size or 0,
+                                  float(entry.st_mtime or 0))
+                       for entry in entries
+                       if entry.st_mode is not None and stat.S_ISREG(entry.st_mode)
+                       and not is_temporary(entry.filename)), key=lambda file: file.name)
+
+    @contextmanager
+    def fetch(self, file: SourceFile) -> Iterator[Path]:
+        with _scratch() as scratch:
+            copy = scratch / _plain(file.name)
+            with self._link():
+                try:
+                    handle = self._open(self._inbox_path(file.name), "rb")
+                except FileNotFoundError as gone:
+                    raise FileChanged(file.name) from gone
+                with handle:
+                    if not _same(handle.stat(), file):
+                        raise FileChanged(file.name)
+                    if not self._download(handle, file.size, copy):
+                        raise FileChanged(file.name)
+                    if not _same(handle.stat(), file):
+                        raise FileChanged(file.name)
+            yield copy
+
+    def remove(self, file: SourceFile) -> bool:
+        path = self._inbox_path(file.name)
+        with self._link() as sftp:
+            try:
+                handle = self._open(path, "r+b")
+            except FileNotFoundError:
+                return False
+            with handle:
+                if not _same(handle.stat(), file):
+                    return False
+                zeroed = self._overwrite(handle, file.size)
+            # The name must still be the zeroed file, not one uploaded meanwhile.
+            current = self._lstat(path)
+            if current is None or not _same(current, zeroed):
+                log.warning("%s was replaced while being removed; the new file stays",
+                            file.name)
+                return False
+            sftp.remove(path)
+        log.info("removed %s (overwritten with zeros first)", file.name)
+        return True
+
+    def hold(self, file: SourceFile, run_id: str) -> bool:
+        path = self._inbox_path(file.name)
+        directory = posixpath.join(self.held_path, _plain(run_id))
+        target = posixpath.join(directory, file.name)
+        with self._link() as sftp:
+            current = self._lstat(path)
+            if current is None or not _same(current, file):
+                return False
+            if self._lstat(directory) is None:
+                sftp.mkdir(directory, 0o700)
+            sftp.rename(path, target)
+            moved = self._lstat(target)
+            if moved is None or not _same(moved, file):
+                # Replaced between the check and the move: give the new file back.
+                sftp.rename(target, path)
+                return False
+        return True
+
+    @contextmanager
+    def fetch_held(self, location: str) -> Iterator[Path]:
+        path = self._held_path(location)
+        with _scratch() as scratch:
+            copy = scratch / posixpath.basename(path)
+            with self._link(), self._open(path, "rb") as handle:
+                size = handle.stat().st_size or 0
+                if not self._download(handle, size, copy):
+                    raise SftpError(f"the held file {location} changed while it was read")
+            yield copy
+
+    def discard_held(self, location: str) -> None:
+        path = self._held_path(location)
+        with self._link() as sftp:
+            try:
+                with self._open(path, "r+b") as handle:
+                    self._overwrite(handle, handle.stat().st_size or 0)
+                sftp.remove(path)
+            except FileNotFoundError:
+                pass
+            directory = posixpath.dirname(path)
+            try:
+                if not sftp.listdir(directory):
+                    sftp.rmdir(directory)
+            except FileNotFoundError:
+                pass
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _inbox_path(self, name: str) -> str:
+        return posixpath.join(self.target.path, _plain(name))
+
+    def _held_path(self, location: str) -> str:
+        """``held/<run_id>/<name>`` (from :func:`visitor_sync.sources.held_location`)."""
+        prefix, separator, rest = location.partition("/")
+        run_id, _, name = rest.partition("/")
+        if prefix != HELD_LOCATION_PREFIX or not separator:
+            raise ValueError(f"not a held file: {location}")
+        return posixpath.join(self.held_path, _plain(run_id), _plain(name))
+
+    def _open(self, path: str, mode: str) -> SFTPFile:
+        """Open ``path``; a file its uploader made unreadable is given back owner access
+        (the importer's account is the same uid, so it may)."""
+        try:
+            return self.sftp.open(path, mode)
+        except PermissionError:
+            self.sftp.chmod(path, 0o600)
+            return self.sftp.open(path, mode)
+
+    def _lstat(self, path: str) -> SFTPAttributes | None:
+        try:
+            return self.sftp.lstat(path)
+        except FileNotFoundError:
+            return None
+
+    def _download(self, handle: SFTPFile, size: int, target: Path) -> bool:
+        """Copy ``size`` bytes into a new 0600 file; ``False`` if the file was shorter."""
+        handle.MAX_REQUEST_SIZE = self._read_size
+        handle.prefetch(size, CONCURRENT_READS)
+        descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "wb") as local:
+            remaining = size
+            while remaining:
+                data = handle.read(min(CHUNK_SIZE, remaining))
+                if not data:
+                    return False
+                local.write(data)
+                remaining -= len(data)
+        return True
+
+    def _overwrite(self, handle: SFTPFile, size: int) -> SFTPAttributes:
+        """Zeros over the first ``size`` bytes, flushed to the server's disk."""
+        handle.set_pipelined(True)
+        zeros = bytes(CHUNK_SIZE)
+        written = 0
+        while written < size:
+            count = min(CHUNK_SIZE, size - written)
+            handle.write(zeros[:count])
+            written += count
+        handle.flush()
+        self.sftp._finish_responses(handle)  # every write acknowledged before the fsync
+        handle._check_exception()
+        try:
+            self.sftp._request(CMD_EXTENDED, "fsync@openssh.com", handle.handle)
+        except OSError as error:  # the zeros are written, maybe not yet on disk
+            log.warning("the server could not fsync the overwritten file: %s", error)
+        return handle.stat()
+
+
+def _transport(sock: Any, **options: Any) -> paramiko.Transport:
+    """A transport with large windows and our cipher preference (see the constants)."""
+    transport = paramiko.Transport(sock, default_window_size=WINDOW_SIZE,
+                                   default_max_packet_size=MAX_PACKET_SIZE, **options)
+    security = transport.get_security_options()
+    available = security.ciphers
+    security.ciphers = (*[name for name in CIPHER_PREFERENCE if name in available],
+                        *[name for name in available if name not in CIPHER_PREFERENCE])
+    return transport
+
+
+def _plain(name: str) -> str:
+    """A single path component, so no name can reach outside its directory."""
+    if not name or name in (".", "..") or "/" in name or "\x00" in name:
+        raise ValueError(f"not a plain file name: {name!r}")
+    return name
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error) or type(error).__name__
+    return f"{type(error).__name__}: {text}" if text != type(error).__name__ else text
+
+
+@contextmanager
+def _scratch() -> Iterator[Path]:
+    """A private (0700) directory for one downloaded copy, deleted with its contents."""
+    with tempfile.TemporaryDirectory(prefix="visitor-sync-sftp-") as scratch:
+        yield Path(scratch)
