@@ -42,8 +42,8 @@ class FileFacts:
         return self.encoding == "cp1252"
 
 
-def inspect_file(path: Path, limits: Limits) -> FileFacts:
-    """Size, SHA-256 and encoding of a file, or :class:`FileRejected`."""
+def inspect_file(path: Path, limits: Limits, text: bool = True) -> FileFacts:
+    """Size, SHA-256 and (for text) encoding of a file, or :class:`FileRejected`."""
     size = path.stat().st_size
     if size > limits.max_file_bytes:
         raise FileRejected("file_too_large",
@@ -55,6 +55,8 @@ def inspect_file(path: Path, limits: Limits) -> FileFacts:
     with path.open("rb") as stream:
         while chunk := stream.read(_CHUNK):
             digest.update(chunk)
+            if not text:
+                continue
             if b"\x00" in chunk:
                 raise FileRejected("binary_file",
                                    "the file holds NUL bytes; upload a plain-text CSV export")

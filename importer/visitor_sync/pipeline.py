@@ -27,8 +27,8 @@ from visitor_sync import checks
 from visitor_sync.config import ImportConfig
 from visitor_sync.csvfile import CsvTable, FileFacts, inspect_file
 from visitor_sync.db.schema import District, HeldFile, ImportFileResult, ImportIssue, ImportRun
-from visitor_sync.filetypes import APPLY_ORDER, FILE_TYPES, file_type_for
-from visitor_sync.filetypes.base import FileType
+from visitor_sync.filetypes import APPLY_ORDER, file_type_for, format_named
+from visitor_sync.filetypes.base import Container, FileType
 from visitor_sync.issuelog import IssueLog
 from visitor_sync.issues import FileRejected, Issue
 from visitor_sync.locking import district_lock, heartbeat
@@ -57,7 +57,7 @@ class _Work:
     """A file to process and what to do with it once its outcome is recorded."""
 
     name: str
-    file_type: FileType | None
+    file_type: FileType | Container | None
     fetch: Callable[[], AbstractContextManager[Path]]
     source_file: SourceFile | None = None
     held: Row[Any] | None = None
@@ -87,7 +87,8 @@ class Importer:
         self.run_id = str(uuid.uuid4())
         self.waiting: list[str] = []
         self._file_started = 0.0
-        self._present: set[str] = set()
+        #: the types of the tables this run applies
+        self._present: set[FileType] = set()
 
     @classmethod
     def for_validation(cls, scratch: Engine, inbox: Inbox, config: ImportConfig,
@@ -104,14 +105,14 @@ class Importer:
     def _filled_by_run(self, model: type) -> bool:
         """Whether a file of this run fills the table of ``model``."""
         return any(target.model is model
-                   for name in self._present for target in FILE_TYPES[name].targets)
+                   for file_type in self._present for target in file_type.targets)
 
     def _needs_applying(self, file_type: FileType) -> bool:
         """Validation applies a file only when another file of the run refers to its records."""
         models = {target.model for target in file_type.targets}
         return not self.validate_only or any(
             reference.model in models
-            for name in self._present for reference in FILE_TYPES[name].references)
+            for present in self._present for reference in present.references)
 
     @property
     def drop_box(self) -> Source:
@@ -136,8 +137,8 @@ class Importer:
                 self._expire_held(started)
             outcomes = []
             work = self._plan()
-            self._present = {item.file_type.name for item in work
-                             if item.file_type is not None and item.rejection is None}
+            self._present = {member for item in work if item.rejection is None
+                             for member in _member_types(item.file_type)}
             for item in work:
                 outcomes += self._process(item)
                 heartbeat(self.engine, self.district_id, self.run_id)
@@ -180,24 +181,23 @@ class Importer:
                 item.rejection = FileRejected(
                     "type_not_accepted",
                     f"{item.file_type.name} files are not enabled for this district")
-            elif item.file_type.kind in by_type:
+            elif _kind(item.file_type) in by_type:
                 item.rejection = FileRejected(
                     "duplicate_source",
-                    f"{by_type[item.file_type.kind].name!r} in the same run is also a "
-                    f"{item.file_type.kind} file; send one file per type")
+                    f"{by_type[_kind(item.file_type)].name!r} in the same run is also a "
+                    f"{_kind(item.file_type)} file; send one file per type")
             else:
-                by_type[item.file_type.kind] = item
+                by_type[_kind(item.file_type)] = item
+        _reject_replaced(by_type)
         if not self.validate_only:
             work += self._held_work(by_type)
-        order = {name: index for index, name in enumerate(APPLY_ORDER)}
-        return sorted(work, key=lambda item: (item.rejection is not None,
-                                              order.get(getattr(item.file_type, "kind", ""), 99),
+        return sorted(work, key=lambda item: (item.rejection is not None, _rank(item.file_type),
                                               item.name))
 
-    def _accepts(self, file_type: FileType) -> bool:
+    def _accepts(self, file_type: FileType | Container) -> bool:
         """A kind (``students``) accepts all its layouts; a layout name only itself."""
         accepted = self.config.accepted_types
-        return accepted is None or file_type.name in accepted or file_type.kind in accepted
+        return accepted is None or file_type.name in accepted or _kind(file_type) in accepted
 
     def _held_work(self, inbox: dict[str, _Work]) -> list[_Work]:
         """Approved held files join the run; a newer inbox file of a type supersedes them."""
@@ -209,12 +209,12 @@ class Importer:
                 .order_by(HeldFile.held_at)))
         work: list[_Work] = []
         for held in pending:
-            kind = FILE_TYPES[held.file_type].kind
+            kind = _kind(format_named(held.file_type))
             newer = inbox.get(kind)
             if newer is not None:
                 newer.superseded.append(held.id)
             elif self.approve_held in (ALL_HELD, held.run_id):
-                item = _Work(held.file_name, FILE_TYPES[held.file_type],
+                item = _Work(held.file_name, format_named(held.file_type),
                              lambda held=held: self.drop_box.fetch_held(held.location),
                              held=held)
                 inbox[kind] = item
@@ -252,18 +252,26 @@ class Importer:
         try:
             if item.rejection is not None:
                 raise item.rejection
+            if isinstance(item.file_type, FileType):
+                return self._apply_csv(item, item.file_type, path)
             assert item.file_type is not None
-            facts = inspect_file(path, self.config.limits)
-            with (CsvTable(path, facts.encoding, self.config.limits) as table,
+            facts = inspect_file(path, self.config.limits, text=False)
+            with (item.file_type.members(path, item.name, self.config.limits) as members,
                   self.engine.begin() as connection):
-                member = csv_member(table, item.file_type, item.name, facts.size)
-                if facts.fell_back_to_cp1252:
-                    member.warnings.append(Issue.warning(
-                        item.name, "encoding_fallback", "the file is not valid UTF-8 and was "
-                        "read as Windows-1252; export it as UTF-8"))
-                return self._apply(connection, item, [member], facts)
+                return self._apply(connection, item, members, facts)
         except FileRejected as rejected:
             return [self._record_failure(item, rejected, FileStatus.REJECTED)]
+
+    def _apply_csv(self, item: _Work, file_type: FileType, path: Path) -> list[FileOutcome]:
+        facts = inspect_file(path, self.config.limits)
+        with (CsvTable(path, facts.encoding, self.config.limits) as table,
+              self.engine.begin() as connection):
+            member = csv_member(table, file_type, item.name, facts.size)
+            if facts.fell_back_to_cp1252:
+                member.warnings.append(Issue.warning(
+                    item.name, "encoding_fallback", "the file is not valid UTF-8 and was "
+                    "read as Windows-1252; export it as UTF-8"))
+            return self._apply(connection, item, [member], facts)
 
     def _apply(self, connection: Connection, item: _Work, members: list[Member],
                facts: FileFacts) -> list[FileOutcome]:
@@ -423,6 +431,36 @@ def _overall(outcomes: list[FileOutcome]) -> FileStatus:
     """A file's status from its members': held if any was held, else the first's."""
     statuses = [outcome.status for outcome in outcomes]
     return FileStatus.HELD if FileStatus.HELD in statuses else statuses[0]
+
+
+def _kind(file_format: FileType | Container) -> str:
+    """What "one file per type per run" counts: a type's kind, or the container's name."""
+    return file_format.kind if isinstance(file_format, FileType) else file_format.name
+
+
+def _member_types(file_format: FileType | Container | None) -> tuple[FileType, ...]:
+    if file_format is None:
+        return ()
+    return (file_format,) if isinstance(file_format, FileType) else file_format.member_types
+
+
+def _rank(file_format: FileType | Container | None) -> int:
+    """Place in the run: dependencies first; a container where its first member type goes."""
+    order = {kind: index for index, kind in enumerate(APPLY_ORDER)}
+    return min((order.get(member.kind, len(order)) for member in _member_types(file_format)),
+               default=len(order))
+
+
+def _reject_replaced(by_kind: dict[str, _Work]) -> None:
+    """A container (OneRoster) replaces the CSV files of the kinds it holds, in its run."""
+    for container in [item.file_type for item in by_kind.values()
+                      if item.file_type is not None and not isinstance(item.file_type, FileType)]:
+        for kind in container.replaces:
+            if kind in by_kind:
+                by_kind[kind].rejection = FileRejected(
+                    f"conflicts_with_{container.name}",
+                    f"a {container.name} file in the same run already provides {kind}; "
+                    f"send either the {container.name} file or the {kind} file")
 
 
 def _type_name(item: _Work) -> str | None:

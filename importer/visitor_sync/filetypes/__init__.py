@@ -5,7 +5,7 @@ from __future__ import annotations
 from graphlib import TopologicalSorter
 
 from visitor_sync.filetypes.ascender import ASCENDER_STUDENTS, ASCENDER_VISITORS
-from visitor_sync.filetypes.base import FileType
+from visitor_sync.filetypes.base import Container, FileType
 from visitor_sync.filetypes.bus_schedule import BUS_SCHEDULE
 from visitor_sync.filetypes.court_orders import COURT_ORDERS
 from visitor_sync.filetypes.employees import EMPLOYEES
@@ -35,6 +35,16 @@ def is_temporary(file_name: str) -> bool:
     return lowered.startswith((".", "~")) or lowered.endswith(TEMPORARY_SUFFIXES)
 
 
-def file_type_for(file_name: str) -> FileType | None:
-    """The type a file name announces (case-insensitive), or ``None`` if unrecognised."""
-    return _BY_FILE_NAME.get(file_name.lower())
+#: Formats of files holding several tables, by name.
+CONTAINERS: dict[str, Container] = {}
+
+
+def file_type_for(file_name: str) -> FileType | Container | None:
+    """The format a file name announces (case-insensitive), or ``None`` if unrecognised."""
+    return _BY_FILE_NAME.get(file_name.lower()) or next(
+        (container for container in CONTAINERS.values() if container.matches(file_name)), None)
+
+
+def format_named(name: str) -> FileType | Container:
+    """A file type or container by its name (as held files store it)."""
+    return FILE_TYPES.get(name) or CONTAINERS[name]

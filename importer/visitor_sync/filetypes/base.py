@@ -12,8 +12,10 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
@@ -24,7 +26,9 @@ from visitor_sync.values import Bool
 if TYPE_CHECKING:
     from sqlalchemy import Table
 
+    from visitor_sync.config import Limits
     from visitor_sync.reconcile import NewRecords
+    from visitor_sync.validation import Member
 
 
 class RowModel(BaseModel):
@@ -89,7 +93,7 @@ class Reference:
     noun: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # types are singletons: compared and hashed by identity
 class FileType:
     name: str
     file_names: tuple[str, ...]
@@ -151,6 +155,25 @@ class FileType:
 
     def target_key(self, target: Target) -> tuple[str, ...]:
         return target.key or self.key
+
+
+class Container(Protocol):
+    """A file holding several tables (a OneRoster zip), each applied as a member type,
+    all of them in one transaction."""
+
+    #: the format's name (``oneroster``), stored with held files
+    name: str
+    #: the types its tables are validated and applied as
+    member_types: tuple[FileType, ...]
+    #: kinds of CSV file the container replaces: such files in the same run are rejected
+    replaces: tuple[str, ...]
+
+    def matches(self, file_name: str) -> bool:
+        """Whether an uploaded file name announces this format."""
+
+    def members(self, path: Path, file_name: str,
+                limits: Limits) -> AbstractContextManager[list[Member]]:
+        """The tables of the file as members (or :class:`FileRejected`)."""
 
 
 def field_name(header: str) -> str:
