@@ -88,6 +88,8 @@ def _codes_in(tree: ast.AST) -> list[tuple[str, Kind, int]]:
             for target in node.targets:
                 if isinstance(target, ast.Name) and target.id == "code":
                     add(_literal(node.value), Kind.ROW, node)
+                elif isinstance(target, ast.Name) and target.id == "conflict_code":
+                    add(_literal(node.value), Kind.FILE, node)  # a container's conflict rule
                 elif isinstance(target, ast.Tuple) and isinstance(node.value, ast.Tuple):
                     for element, value in zip(target.elts, node.value.elts, strict=False):
                         if isinstance(element, ast.Name) and element.id == "code":

@@ -18,6 +18,12 @@ class Limits(BaseModel):
     max_file_bytes: int = Field(2 * 1024**3, gt=0, description="Largest accepted file.")
     max_field_chars: int = Field(1000, gt=0, description="Longest accepted field.")
     max_rows: int = Field(2_000_000, gt=0, description="Most data rows in one file.")
+    zip_max_members: int = Field(100, gt=0, description="Most members in one zip.")
+    zip_max_uncompressed_bytes: int = Field(
+        2 * 1024**3, gt=0, description="Largest total size of a zip's members, uncompressed.")
+    zip_max_ratio: int = Field(
+        200, gt=0, description="Largest uncompressed/compressed size ratio of a zip member "
+                               "(zip bombs are refused before anything is inflated).")
 
 
 class ImportConfig(BaseModel):

@@ -70,6 +70,24 @@ ERROR_CODES: dict[str, tuple[Kind, str]] = {
     "field_too_long": (Kind.FILE, "a field is longer than `limits.max_field_chars` "
                                   "(often an unclosed quote)"),
     "too_many_rows": (Kind.FILE, "the file has more data rows than `limits.max_rows`"),
+    "invalid_zip_file": (Kind.FILE, "the file (or a member) is not a readable zip"),
+    "zip_too_many_members": (Kind.FILE, "the zip has more entries than "
+                                        "`limits.zip_max_members`"),
+    "zip_too_large": (Kind.FILE, "the members add up to more than "
+                                 "`limits.zip_max_uncompressed_bytes` uncompressed"),
+    "zip_bomb": (Kind.FILE, "a member compresses better than `limits.zip_max_ratio` to 1, or "
+                            "inflates past its declared size (refused before inflating)"),
+    "zip_unsafe_path": (Kind.FILE, "a member has an absolute or `..` path, or is a symbolic "
+                                   "link"),
+    "zip_nested_archive": (Kind.FILE, "a member is itself an archive"),
+    "zip_encrypted": (Kind.FILE, "a member is password-protected"),
+    "missing_manifest": (Kind.FILE, "the zip has no `manifest.csv` at its root"),
+    "invalid_manifest": (Kind.FILE, "a `file.X` manifest entry is not bulk, delta or absent"),
+    "missing_member": (Kind.FILE, "the manifest declares a file (or 1.2 needs `roles.csv`) the "
+                                  "zip does not have"),
+    "unsupported_version": (Kind.FILE, "`oneroster.version` is not 1.0, 1.1 or 1.2"),
+    "conflicts_with_oneroster": (Kind.FILE, "a students, visitors or users CSV in the same run "
+                                            "as a OneRoster zip (the zip provides them)"),
     "held_file_missing": (Kind.FILE, "an approved held file is no longer in the held area "
                                      "(upload it again)"),
     "database_error": (Kind.FILE, "the database failed while applying the file; nothing was "
@@ -103,6 +121,10 @@ ERROR_CODES: dict[str, tuple[Kind, str]] = {
                                      "the column is ignored"),
     "encoding_fallback": (Kind.WARNING, "the file is not valid UTF-8 and was read as "
                                         "Windows-1252"),
+    "unmapped_role": (Kind.WARNING, "a OneRoster user's role has no counterpart (e.g. "
+                                    "counselor); the user is skipped"),
+    "unknown_agent": (Kind.WARNING, "agentSourcedIds names a user not in users.csv; that link "
+                                    "is ignored"),
     "conflicting_values": (Kind.WARNING, "a record repeated on several rows (a visitor, a "
                                          "school) has other details than on its first row; "
                                          "the first row wins"),
@@ -230,6 +252,8 @@ _SETTINGS = ("max_deactivate_percent", "quiet_period_seconds", "held_retention_d
 _SYNC_MODES = {
     SyncMode.FULL_SYNC: "full sync: records absent from the file are deactivated",
     SyncMode.UPSERT: "created and updated, never deactivated by this file",
+    SyncMode.DELTA: "change set: rows applied with their own active flag, absent records "
+                    "left alone",
 }
 
 

@@ -39,9 +39,11 @@ class FileRejected(Exception):
     """Raised when a whole file must be rejected; nothing from it is applied."""
 
     def __init__(self, code: str, reason: str, line: int | None = None,
-                 column: str | None = None) -> None:
+                 column: str | None = None, file: str | None = None) -> None:
         super().__init__(reason)
         self.problems = [(code, reason, line, column)]
+        #: the file the problem is in, when not the uploaded file itself (a zip member)
+        self.file = file
 
     @classmethod
     def all_of(cls, problems: list[tuple[str, str, int | None, str | None]]) -> FileRejected:
@@ -51,8 +53,8 @@ class FileRejected(Exception):
         return rejected
 
     def issues(self, file: str) -> list[Issue]:
-        return [Issue(file=file, line=line, column=column, code=code, reason=reason)
-                for code, reason, line, column in self.problems]
+        return [Issue(file=self.file or file, line=line, column=column, code=code,
+                      reason=reason) for code, reason, line, column in self.problems]
 
 
 def quote_value(value: str) -> str:

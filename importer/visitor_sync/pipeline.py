@@ -458,7 +458,7 @@ def _reject_replaced(by_kind: dict[str, _Work]) -> None:
         for kind in container.replaces:
             if kind in by_kind:
                 by_kind[kind].rejection = FileRejected(
-                    f"conflicts_with_{container.name}",
+                    container.conflict_code,
                     f"a {container.name} file in the same run already provides {kind}; "
                     f"send either the {container.name} file or the {kind} file")
 

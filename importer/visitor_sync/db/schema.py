@@ -77,6 +77,8 @@ class School(SyncedRecord, Base):
 
     school_id: Mapped[str]
     name: Mapped[str | None]
+    #: OneRoster's id of the record, kept so a later delta finds it
+    sourced_id: Mapped[str | None]
 
 
 class Student(SyncedRecord, Base):
@@ -87,12 +89,14 @@ class Student(SyncedRecord, Base):
     last_name: Mapped[str]
     middle_name: Mapped[str | None]
     preferred_name: Mapped[str | None]
-    date_of_birth: Mapped[date]
+    #: required in students.csv; OneRoster rosters without demographics have none
+    date_of_birth: Mapped[date | None]
     grade: Mapped[str] = mapped_column(String(5))
     school_id: Mapped[str]
     gender: Mapped[str | None]
     homeroom: Mapped[str | None]
     email: Mapped[str | None]
+    sourced_id: Mapped[str | None]
 
 
 class Visitor(SyncedRecord, Base):
@@ -110,6 +114,7 @@ class Visitor(SyncedRecord, Base):
     city: Mapped[str | None]
     state: Mapped[str | None]
     zip: Mapped[str | None]
+    sourced_id: Mapped[str | None]
 
 
 class VisitorStudentLink(SyncedRecord, Base):
@@ -147,6 +152,7 @@ class User(SyncedRecord, Base):
     phone: Mapped[str | None]
     school_ids: Mapped[str | None]
     status: Mapped[str] = mapped_column(String(16), server_default="invited")
+    sourced_id: Mapped[str | None]
 
 
 class Volunteer(SyncedRecord, Base):

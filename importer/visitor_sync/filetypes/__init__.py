@@ -39,6 +39,16 @@ def is_temporary(file_name: str) -> bool:
 CONTAINERS: dict[str, Container] = {}
 
 
+def _register_containers() -> None:
+    # Imported late: the OneRoster member types are built from the canonical types above.
+    from visitor_sync.oneroster.container import ONEROSTER
+
+    CONTAINERS[ONEROSTER.name] = ONEROSTER
+
+
+_register_containers()
+
+
 def file_type_for(file_name: str) -> FileType | Container | None:
     """The format a file name announces (case-insensitive), or ``None`` if unrecognised."""
     return _BY_FILE_NAME.get(file_name.lower()) or next(

@@ -44,6 +44,9 @@ class SyncMode(enum.Enum):
     FULL_SYNC = "full_sync"
     #: Records are created and updated, never deactivated (e.g. schools seen in students.csv).
     UPSERT = "upsert"
+    #: A change set (OneRoster delta): rows are applied with their own active flag
+    #: (``tobedeleted`` rows deactivate); absent records are left alone.
+    DELTA = "delta"
 
 
 _SYNCED_COLUMNS = frozenset(SyncedRecord.__annotations__)
@@ -165,8 +168,10 @@ class Container(Protocol):
     name: str
     #: the types its tables are validated and applied as
     member_types: tuple[FileType, ...]
-    #: kinds of CSV file the container replaces: such files in the same run are rejected
+    #: kinds of CSV file the container replaces: such files in the same run are rejected,
+    #: with this error code
     replaces: tuple[str, ...]
+    conflict_code: str
 
     def matches(self, file_name: str) -> bool:
         """Whether an uploaded file name announces this format."""

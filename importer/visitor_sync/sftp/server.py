@@ -39,12 +39,13 @@ DISTRICT_DIRECTORY = "district"
 #: Held files, relative to the server root (outside the district's chroot).
 HELD_DIRECTORY = "held"
 
-#: Algorithms offered, strongest first. Only AEAD ciphers, encrypt-then-MAC MACs,
-#: curve25519 / lattice hybrid / >= 4096-bit fixed DH groups, ed25519 and RSA with
-#: SHA-2: what ssh-audit passes without warnings (and no NIST curves, no SHA-1).
-KEX_ALGORITHMS = ("sntrup761x25519-sha512@openssh.com", "curve25519-sha256",
-                  "curve25519-sha256@libssh.org", "diffie-hellman-group18-sha512",
-                  "diffie-hellman-group16-sha512")
+#: Algorithms offered, strongest first: curve25519 and >= 4096-bit fixed DH groups,
+#: AEAD or CTR ciphers with encrypt-then-MAC MACs, ed25519 and RSA with SHA-2; no NIST
+#: curves, no SHA-1. ssh-audit (Debian 12's 2.5.0) passes each without a warning; it
+#: flags the post-quantum sntrup761x25519 hybrid as "experimental", so it is left out
+#: until the audit tool accepts it.
+KEX_ALGORITHMS = ("curve25519-sha256", "curve25519-sha256@libssh.org",
+                  "diffie-hellman-group18-sha512", "diffie-hellman-group16-sha512")
 CIPHERS = ("chacha20-poly1305@openssh.com", "aes256-gcm@openssh.com", "aes128-gcm@openssh.com",
            "aes256-ctr", "aes192-ctr", "aes128-ctr")
 MACS = ("hmac-sha2-512-etm@openssh.com", "hmac-sha2-256-etm@openssh.com",
@@ -120,7 +121,7 @@ class SshdSettings(BaseModel):
     use_pam: bool = Field(False, description="PAM is not needed for local accounts and "
                           "would need more capabilities in the container.")
     max_auth_tries: int = Field(3, ge=1, le=10)
-    login_grace_time: int = Field(30, ge=5, le=600, description="Seconds to authenticate.")
+    login_grace_time: int = Field(30, ge=1, le=600, description="Seconds to authenticate.")
     max_startups: tuple[int, int, int] = Field(
         (10, 30, 60), description="start:rate:full of unauthenticated connections.")
     max_sessions: int = Field(4, ge=1, le=16)
