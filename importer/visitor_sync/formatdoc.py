@@ -198,9 +198,10 @@ def _value_formats() -> dict[Callable[..., Any], ValueFormat]:
             "date of birth", f"date ({dates}), not in the future",
             "A date as above that is not after today.", date_examples, ("9999-12-31",)),
         parse_ascender_birth_date: ValueFormat(
-            "Ascender date of birth", "date of birth as MMDDYYYY (or MM/DD/YYYY), "
-            "not in the future",
-            "Ascender's eight-digit month-day-year form; never YYYYMMDD.",
+            "Ascender date of birth", "date of birth as MMDDYYYY (or YYYY-MM-DD, MM/DD/YYYY, "
+            "M/D/YYYY), not in the future",
+            "Ascender's eight-digit month-day-year form; eight digits are never read as "
+            "YYYYMMDD.",
             ("01052015", "1/5/2015"), ("20150105",)),
         values.parse_grade: ValueFormat(
             "grade", f"grade, stored as a CEDS code ({_grade_codes()})",

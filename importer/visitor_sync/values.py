@@ -57,7 +57,11 @@ def parse_date(value: str) -> date:
 
 @functools.lru_cache(maxsize=65536)
 def parse_birth_date(value: str) -> date:
-    born = parse_date(value)
+    return born_on(parse_date(value), value)
+
+
+def born_on(born: date, value: str) -> date:
+    """A parsed date of birth, or an error quoting ``value`` if it is in the future."""
     if born > date.today():
         raise invalid("invalid_date", value, "is in the future; use the real date of birth")
     return born

@@ -15,14 +15,19 @@ from pydantic import BeforeValidator
 from visitor_sync.filetypes.base import vendor_layout
 from visitor_sync.filetypes.students import STUDENTS, StudentRow
 from visitor_sync.filetypes.visitors import VISITORS, VisitorRow
-from visitor_sync.values import parse_birth_date
+from visitor_sync.values import born_on, invalid, parse_birth_date
 
 
 def parse_ascender_birth_date(value: str) -> date:
-    """``MMDDYYYY`` (Ascender's own form) or the canonical date forms but ``YYYYMMDD``."""
-    if len(value) == 8 and value.isdigit():
-        value = f"{value[:2]}/{value[2:4]}/{value[4:]}"
-    return parse_birth_date(value)
+    """``MMDDYYYY`` (Ascender's own form); the canonical forms but ``YYYYMMDD`` also pass.
+    Errors quote the value as the file has it."""
+    if not (len(value) == 8 and value.isdigit()):
+        return parse_birth_date(value)
+    try:
+        born = date(int(value[4:]), int(value[:2]), int(value[2:4]))
+    except ValueError:
+        raise invalid("invalid_date", value, "is not a date; use MMDDYYYY") from None
+    return born_on(born, value)
 
 
 AscenderBirthDate = Annotated[date, BeforeValidator(parse_ascender_birth_date)]
