@@ -1,14 +1,15 @@
-"""Full sync of one target table from a loaded stage, in a few set-based statements.
+"""Sync of one target table from a loaded stage, in a few set-based statements.
 
-:meth:`TargetSync.apply` inserts new records, updates changed ones and, for a
-full sync, deactivates active records whose key is absent from the file; the
-statements' row counts are the file's counts. A record is changed when a
-column differs null-safely (``IS DISTINCT FROM``) or its active flag does: an
-unchanged row costs no write. (Comparing columns in the join measured three
-times cheaper than hashing every incoming row, with the same guarantee.) The caller runs it inside a
-savepoint and rolls back when :meth:`TargetSync.hold_reason` says applying
-was unsafe. Keys of rows in error are in the stage too, so an error never
-causes a deactivation.
+:meth:`TargetSync.apply` classifies the stage's rows against the table in one
+aggregate join (new, changed, switched off, unchanged), writes only the new
+and changed ones to a small delta table, inserts and updates from it and, for
+a full sync, deactivates active records whose key is absent from the file.
+A record is changed when a column differs null-safely (``IS DISTINCT FROM``)
+or its active flag does: an unchanged row costs no write. (Comparing columns
+in the join measured three times cheaper than hashing every incoming row, with
+the same guarantee.) The caller runs it inside a savepoint and rolls back when
+:meth:`TargetSync.hold_reason` says applying was unsafe. Keys of rows in error
+are in the stage too, so an error never causes a deactivation.
 """
 
 from __future__ import annotations
