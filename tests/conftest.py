@@ -15,6 +15,14 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from tests.support.postgres import PostgresServer, PostgresUnavailableError
+from tests.support.sshd import (
+    Accounts,
+    SftpServer,
+    SshdUnavailableError,
+    check_available,
+    server_base,
+    sweep_stale,
+)
 
 
 @pytest.fixture(scope="session")
@@ -61,3 +69,37 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     database = make_url(url).database
     assert database is not None
     server.drop_database(database)
+
+
+# -- SFTP: the real OpenSSH sshd (tests.support.sshd) ----------------------------------
+
+
+@pytest.fixture(scope="session")
+def sftp_accounts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Accounts]:
+    """A district/importer account pair unique to this worker, removed at the end.
+
+    Like PostgreSQL, a missing sshd fails the tests rather than skipping them.
+    """
+    try:
+        check_available()
+    except SshdUnavailableError as error:
+        pytest.fail(f"cannot run the SFTP tests: {error}", pytrace=False)
+    sweep_stale()
+    accounts = Accounts.create(tmp_path_factory.mktemp("sftp-clients"))
+    try:
+        yield accounts
+    finally:
+        accounts.remove()
+
+
+@pytest.fixture(scope="session")
+def shared_sftp_server(sftp_accounts: Accounts) -> Iterator[SftpServer]:
+    with SftpServer(sftp_accounts, server_base("shared")) as server:
+        yield server
+
+
+@pytest.fixture
+def sftp_server(shared_sftp_server: SftpServer) -> SftpServer:
+    """A district's sshd on 127.0.0.1 (started by the image's entrypoint with the rendered
+    config) with an empty drop box and held area; one per worker, reset for each test."""
+    return shared_sftp_server.reset()

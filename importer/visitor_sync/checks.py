@@ -33,9 +33,11 @@ _REPORT_BATCH = 10_000
 
 def first_lines(stage: Stage, key: ColumnElement[str], *, valid_only: bool,
                 repeated_only: bool = False) -> Subquery:
-    """``(key, first_line)``: the first line of every key (optionally only repeated keys)."""
+    """``(key, first_seq, first_line)``: the first record of every key (optionally only
+    of repeated keys); records are in file order, so its line is the smallest too."""
     table = stage.table
-    query = select(key.label("key"), func.min(table.c.line).label("first_line")).where(
+    query = select(key.label("key"), func.min(table.c.seq).label("first_seq"),
+                   func.min(table.c.line).label("first_line")).where(
         key.is_not(None)).group_by(key)
     if valid_only:
         query = query.where(~table.c.skip)
@@ -49,12 +51,12 @@ def duplicate_keys(connection: Connection, stage: Stage, columns: ColumnMap,
     """Every row after the first with the same file key is an error."""
     table, file_type = stage.table, stage.file_type
     firsts = first_lines(stage, stage.file_key, valid_only=False, repeated_only=True)
-    later = (select(table.c.line, firsts.c.key, firsts.c.first_line)
+    later = (select(table.c.seq, table.c.line, firsts.c.key, firsts.c.first_line)
              .join(firsts, stage.file_key == firsts.c.key)
-             .where(table.c.line != firsts.c.first_line))
+             .where(table.c.seq != firsts.c.first_seq))
     headers = " + ".join(columns.header_of(name) for name in file_type.key)
     found = False
-    for line, key, first in _stream(connection, later.order_by(table.c.line)):
+    for _, line, key, first in _stream(connection, later.order_by(table.c.seq)):
         found = True
         yield Issue(file=file_name, line=line, column=columns.header_of(file_type.key[0]),
                     code="duplicate_key",
@@ -71,13 +73,13 @@ def unknown_references(connection: Connection, stage: Stage, columns: ColumnMap,
     table = stage.table
     referenced = reference.model.__table__  # type: ignore[attr-defined]
     value = table.c[reference.field]
-    missing = select(table.c.line, value).where(
+    missing = select(table.c.seq, table.c.line, value).where(
         ~table.c.skip, value.is_not(None),
         ~exists().where(referenced.c.district_id == district_id,
                         referenced.c.record_key == value, referenced.c.active))
     header = columns.header_of(reference.field)
     found = False
-    for line, key in _stream(connection, missing.order_by(table.c.line)):
+    for _, line, key in _stream(connection, missing.order_by(table.c.seq)):
         found = True
         yield Issue(file=file_name, line=line, column=header, code=reference.code,
                     reason=f"{header} {quote_value(key)} is not an active {reference.noun} of "
@@ -102,10 +104,10 @@ def conflicting_rows(connection: Connection, stage: Stage, columns: ColumnMap,
         differing = (
             select(table.c.line, firsts.c.key, firsts.c.first_line)
             .join(firsts, key == firsts.c.key)
-            .join(first, first.c.line == firsts.c.first_line)
-            .where(~table.c.skip, table.c.line != firsts.c.first_line,
+            .join(first, first.c.seq == firsts.c.first_seq)
+            .where(~table.c.skip, table.c.seq != firsts.c.first_seq,
                    or_(*(table.c[name].is_distinct_from(first.c[name]) for name in compared)))
-            .order_by(table.c.line))
+            .order_by(table.c.seq))
         headers = " + ".join(columns.header_of(name) for name in key_fields)
         for line, record, first_line in _stream(connection, differing):
             yield Issue.warning(
@@ -125,5 +127,5 @@ def _stream(connection: Connection, query: Select) -> Iterator[tuple]:
 
 def _skip_lines(connection: Connection, stage: Stage, offending: Select) -> None:
     table = stage.table
-    lines = select(offending.subquery().c.line)
-    connection.execute(update(table).where(table.c.line.in_(lines)).values(skip=True))
+    records = select(offending.subquery().c.seq)
+    connection.execute(update(table).where(table.c.seq.in_(records)).values(skip=True))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -26,7 +26,14 @@ from sqlalchemy.exc import SQLAlchemyError
 from visitor_sync import checks
 from visitor_sync.config import ImportConfig
 from visitor_sync.csvfile import CsvTable, FileFacts, inspect_file
-from visitor_sync.db.schema import District, HeldFile, ImportFileResult, ImportIssue, ImportRun
+from visitor_sync.db.schema import (
+    District,
+    HeldFile,
+    ImportFileResult,
+    ImportIssue,
+    ImportRun,
+    SyncedRecord,
+)
 from visitor_sync.filetypes import APPLY_ORDER, file_type_for, format_named
 from visitor_sync.filetypes.base import Container, FileType
 from visitor_sync.issuelog import IssueLog
@@ -256,8 +263,9 @@ class Importer:
                 return self._apply_csv(item, item.file_type, path)
             assert item.file_type is not None
             facts = inspect_file(path, self.config.limits, text=False)
-            with (item.file_type.members(path, item.name, self.config.limits) as members,
-                  self.engine.begin() as connection):
+            with (self.engine.begin() as connection,
+                  item.file_type.members(path, item.name, self.config.limits,
+                                         _KnownRecords(connection, self.district_id)) as members):
                 return self._apply(connection, item, members, facts)
         except FileRejected as rejected:
             return [self._record_failure(item, rejected, FileStatus.REJECTED)]
@@ -431,6 +439,27 @@ def _overall(outcomes: list[FileOutcome]) -> FileStatus:
     """A file's status from its members': held if any was held, else the first's."""
     statuses = [outcome.status for outcome in outcomes]
     return FileStatus.HELD if FileStatus.HELD in statuses else statuses[0]
+
+
+@dataclass(frozen=True)
+class _KnownRecords:
+    """A container's view of the district's records, inside the file's transaction."""
+
+    connection: Connection
+    district_id: str
+
+    def keys_by_sourced_id(self, model: type[SyncedRecord],
+                           sourced_ids: Iterable[str]) -> dict[str, str]:
+        table = model.__table__  # type: ignore[attr-defined]
+        wanted = sorted(set(sourced_ids))
+        found: dict[str, str] = {}
+        for start in range(0, len(wanted), 1000):
+            rows = self.connection.execute(
+                select(table.c.sourced_id, table.c.record_key).where(
+                    table.c.district_id == self.district_id,
+                    table.c.sourced_id.in_(wanted[start:start + 1000])))
+            found.update((sourced_id, key) for sourced_id, key in rows)
+        return found
 
 
 def _kind(file_format: FileType | Container) -> str:

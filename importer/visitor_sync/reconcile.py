@@ -90,7 +90,7 @@ class TargetSync:
                        ).where(~table.c.skip, key.is_not(None))
         if self.stage.file_type.target_key(self.target) != self.stage.file_type.key:
             firsts = first_lines(stage, key, valid_only=True)
-            query = query.where(table.c.line.in_(select(firsts.c.first_line)))
+            query = query.where(table.c.seq.in_(select(firsts.c.first_seq)))
         return query.subquery("source")
 
     def _delta(self) -> Table:
@@ -174,7 +174,7 @@ class TargetSync:
         """Why applying this file is unsafe (so it must be held), or ``None``."""
         if not counts.active_before:
             return None
-        if counts.valid_rows == 0:
+        if counts.valid_rows == 0 and self.target.mode is SyncMode.FULL_SYNC:
             return (f"the file has no valid rows but the district has {counts.active_before:,} "
                     f"active {self.target.name}")
         share = 100 * counts.deactivated / counts.active_before

@@ -35,7 +35,9 @@ _SQLITE_BATCH = 5000
 
 
 class Stage:
-    """Staging table of one file type: ``line``, ``skip``, ``active``, then the row fields.
+    """Staging table of one file type: ``seq``, ``line``, ``skip``, ``active``, then the
+    row fields. ``seq`` numbers the records in file order (one line of a zip member may
+    give several records); ``line`` is what reports show.
 
     A row in error is staged with ``skip`` set and only its key fields (as
     far as they are readable): it is never applied, but its key keeps its
@@ -45,16 +47,20 @@ class Stage:
     def __init__(self, file_type: FileType) -> None:
         self.file_type = file_type
         self.fields = tuple(name for name in file_type.row_fields if name != "active")
-        # Types from the tables the fields fill; a field no table takes (a vendor flag
+        # Types from the tables the fields fill (even columns a target keeps as they are:
+        # the row still carries the value); a field no table takes (a vendor flag
         # consumed by validation) keeps its Python type.
         field_types: dict[str, Any] = {
             name: Boolean() if info.annotation is bool else Text()
             for name, info in file_type.row_model.model_fields.items()}
         for target in file_type.targets:
-            for column, source in target.fields(file_type.row_fields).items():
-                field_types[source] = target.table.c[column].type
+            for column in target.table.columns:
+                source = target.renamed.get(column.name, column.name)
+                if source in field_types:
+                    field_types[source] = column.type
         self.table = Table(
             f"stage_{file_type.name}", MetaData(),
+            Column("seq", Integer, nullable=False),
             Column("line", Integer, nullable=False),
             Column("skip", Boolean, nullable=False),
             Column("active", Boolean, nullable=False),
@@ -84,13 +90,13 @@ class Stage:
 
     # -- turning rows into staged tuples --------------------------------------------------
 
-    def valid_row(self, line: int, row: RowModel) -> tuple[Any, ...]:
+    def valid_row(self, seq: int, line: int, row: RowModel) -> tuple[Any, ...]:
         values = row.__dict__
-        return (line, False, values["active"], *self._field_values(values))
+        return (seq, line, False, values["active"], *self._field_values(values))
 
-    def error_row(self, line: int, raw: dict[str, str]) -> tuple[Any, ...]:
+    def error_row(self, seq: int, line: int, raw: dict[str, str]) -> tuple[Any, ...]:
         """Only the key fields of a row in error, normalised as the validators would."""
-        return (line, True, True, *(_readable_key(name, raw.get(name))
+        return (seq, line, True, True, *(_readable_key(name, raw.get(name))
                                     if name in self._key_fields else None
                                     for name in self.fields))
 

@@ -136,17 +136,18 @@ class RowValidator:
             self.rows_read += 1
             if progress is not None and bytes_read and self.rows_read % PROGRESS_EVERY == 0:
                 progress(bytes_read())
+            seq = self.rows_read
             if problem is not None:
                 self.log.add(problem)
-                yield self.stage.error_row(line, raw)
+                yield self.stage.error_row(seq, line, raw)
                 continue
             try:
                 row = validate(raw)
             except ValidationError as error:
                 self.log.extend(self._issues(error, line))
-                yield self.stage.error_row(line, raw)
+                yield self.stage.error_row(seq, line, raw)
                 continue
-            yield self.stage.valid_row(line, row)
+            yield self.stage.valid_row(seq, line, row)
 
     def _issues(self, error: ValidationError, line: int) -> Iterator[Issue]:
         for detail in error.errors(include_url=False):

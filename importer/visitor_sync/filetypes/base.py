@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,6 +70,9 @@ class Target:
     mode: SyncMode = SyncMode.FULL_SYNC
     #: Set-based hook run before new records are inserted (e.g. queue invitations).
     on_create: Callable[[NewRecords], None] | None = None
+    #: columns this file leaves as they are (a OneRoster zip without demographics
+    #: says nothing about birth dates)
+    keep: frozenset[str] = frozenset()
 
     @property
     def table(self) -> Table:
@@ -82,7 +85,8 @@ class Target:
     def fields(self, row_fields: tuple[str, ...]) -> dict[str, str]:
         """table column -> row field for every data column this target fills."""
         mapping = {column.name: self.renamed.get(column.name, column.name)
-                   for column in self.table.columns if column.name not in _SYNCED_COLUMNS}
+                   for column in self.table.columns
+                   if column.name not in _SYNCED_COLUMNS and column.name not in self.keep}
         return {column: source for column, source in mapping.items() if source in row_fields}
 
 
@@ -176,9 +180,18 @@ class Container(Protocol):
     def matches(self, file_name: str) -> bool:
         """Whether an uploaded file name announces this format."""
 
-    def members(self, path: Path, file_name: str,
-                limits: Limits) -> AbstractContextManager[list[Member]]:
-        """The tables of the file as members (or :class:`FileRejected`)."""
+    def members(self, path: Path, file_name: str, limits: Limits,
+                known: KnownRecords) -> AbstractContextManager[list[Member]]:
+        """The tables of the file as members (or :class:`FileRejected`); ``known`` finds
+        records earlier files created, for references the file itself cannot resolve."""
+
+
+class KnownRecords(Protocol):
+    """Looks up records of the district already in the database."""
+
+    def keys_by_sourced_id(self, model: type[SyncedRecord],
+                           sourced_ids: Iterable[str]) -> dict[str, str]:
+        """``sourced_id -> record_key`` of the records (active or not) that have one."""
 
 
 def field_name(header: str) -> str:

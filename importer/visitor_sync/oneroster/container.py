@@ -10,6 +10,7 @@ memory; rows stream.
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,7 +19,8 @@ from pathlib import Path
 
 from visitor_sync.config import Limits
 from visitor_sync.csvfile import CsvTable, inspect_file, normalise_header
-from visitor_sync.filetypes.base import FileType
+from visitor_sync.db.schema import School, Student, Visitor
+from visitor_sync.filetypes.base import FileType, KnownRecords
 from visitor_sync.issues import FileRejected, Issue
 from visitor_sync.oneroster import types
 from visitor_sync.oneroster.zipsafe import extracted
@@ -35,14 +37,16 @@ STAFF_ROLES = {
     "principal": "site_administrator", "districtadministrator": "administrator",
     "systemadministrator": "administrator",
 }
-#: columns each table must have (normalised header names)
+#: columns each table must have, as the OneRoster specification spells them
 REQUIRED = {
-    "manifest.csv": ("propertyname", "value"),
-    "orgs.csv": ("sourcedid", "name", "type"),
-    "users.csv": ("sourcedid", "givenname", "familyname"),
-    "roles.csv": ("usersourcedid", "role", "orgsourcedid"),
-    "demographics.csv": ("sourcedid", "birthdate"),
+    "manifest.csv": ("propertyName", "value"),
+    "orgs.csv": ("sourcedId", "name", "type"),
+    "users.csv": ("sourcedId", "givenName", "familyName"),
+    "roles.csv": ("userSourcedId", "role", "orgSourcedId"),
+    "demographics.csv": ("sourcedId", "birthDate"),
 }
+#: what a zip without demographics leaves as it is
+DEMOGRAPHIC_COLUMNS = frozenset({"date_of_birth", "gender", "sex"})
 
 
 def split_list(value: str) -> list[str]:
@@ -55,6 +59,8 @@ class Person:
     role: str
     key: str
     orgs: list[str] = field(default_factory=list)
+    #: where the role is written: (table, line)
+    role_at: tuple[str, int] = ("users.csv", 0)
 
 
 class OneRoster:
@@ -69,23 +75,27 @@ class OneRoster:
         return file_name.lower().endswith(".zip")
 
     @contextmanager
-    def members(self, path: Path, file_name: str, limits: Limits) -> Iterator[list[Member]]:
+    def members(self, path: Path, file_name: str, limits: Limits,
+                known: KnownRecords) -> Iterator[list[Member]]:
         with tempfile.TemporaryDirectory(prefix="visitor-sync-zip-") as scratch, \
                 extracted(path, Path(scratch), limits) as files:
-            yield _Roster(files, file_name, limits).members()
+            yield _Roster(files, file_name, limits, known).members()
 
 
 class _Roster:
-    def __init__(self, files: dict[str, Path], zip_name: str, limits: Limits) -> None:
+    def __init__(self, files: dict[str, Path], zip_name: str, limits: Limits,
+                 known: KnownRecords) -> None:
         self.files = files
         self.zip_name = zip_name
         self.limits = limits
+        self.known = known
         self.version, self.modes = self._manifest()
         self.orgs: dict[str, tuple[str, str]] = {}  # sourcedId -> (type, school key)
         self.people: dict[str, Person] = {}
         self.links: dict[str, dict[str, None]] = {}  # guardian sourcedId -> student sourcedIds
         self.births: dict[str, tuple[str, str]] = {}  # sourcedId -> (birthDate, sex)
         self.warnings: list[Issue] = []
+        self.known_guardians: set[str] = set()
 
     def label(self, table: str) -> str:
         return f"{self.zip_name}:{table}"
@@ -101,7 +111,8 @@ class _Roster:
             facts = inspect_file(path, self.limits)
             with CsvTable(path, facts.encoding, self.limits) as table:
                 headers = [normalise_header(header) for header in table.header]
-                missing = [column for column in REQUIRED.get(name, ()) if column not in headers]
+                missing = [column for column in REQUIRED.get(name, ())
+                           if normalise_header(column) not in headers]
                 if missing:
                     raise FileRejected.all_of([
                         ("missing_column", f"the required column {column!r} is missing from "
@@ -116,12 +127,12 @@ class _Roster:
         if "manifest.csv" not in self.files:
             raise FileRejected("missing_manifest", "the zip has no manifest.csv at its root; "
                                "export a OneRoster CSV zip (manifest.csv, orgs.csv, users.csv)")
-        version, modes = "", {}
+        version, version_line, modes = "", None, {}
         with self._table("manifest.csv") as rows:
             for line, row in rows:
                 prop, value = row.get("propertyname", ""), row.get("value", "").lower()
                 if prop == "oneroster.version":
-                    version = value
+                    version, version_line = value, line
                 elif prop.startswith("file."):
                     table = prop.removeprefix("file.").lower() + ".csv"
                     if value not in MODES:
@@ -137,7 +148,8 @@ class _Roster:
         if version not in VERSIONS:
             raise FileRejected("unsupported_version",
                                f"oneroster.version is {version or 'missing'}; 1.1 and 1.2 "
-                               "are supported", file=self.label("manifest.csv"))
+                               "are supported", version_line, "value" if version_line else None,
+                               file=self.label("manifest.csv"))
         if version == "1.2" and modes.get("users.csv", "absent") != "absent" \
                 and "roles.csv" not in self.files:
             raise FileRejected("missing_member", "a OneRoster 1.2 users.csv needs roles.csv",
@@ -155,35 +167,45 @@ class _Roster:
                 for _, row in rows:
                     key = row.get("identifier") or row["sourcedid"]
                     self.orgs[row["sourcedid"]] = (row.get("type", "").lower(), key)
-        roles: dict[str, tuple[str, list[str]]] = {}
+        roles: dict[str, Person] = {}  # 1.2: by userSourcedId, the key filled in below
         if self.version == "1.2":
             with self._table("roles.csv") as rows:
-                for _, row in rows:
-                    role, orgs = roles.get(row["usersourcedid"], ("", []))
-                    if not role or row.get("roletype", "").lower() == "primary":
-                        role = row["role"]
-                    roles[row["usersourcedid"]] = (role, [*orgs, row["orgsourcedid"]])
+                for line, row in rows:
+                    seen = roles.setdefault(row["usersourcedid"], Person("", ""))
+                    if not seen.role or row.get("roletype", "").lower() == "primary":
+                        # the primary role names the user's role and, first, its school
+                        seen.role, seen.role_at = normalise_header(row["role"]), ("roles.csv",
+                                                                                   line)
+                        seen.orgs.insert(0, row["orgsourcedid"])
+                    else:
+                        seen.orgs.append(row["orgsourcedid"])
         if "demographics.csv" in self.files:
             with self._table("demographics.csv") as rows:
                 for _, row in rows:
                     self.births[row["sourcedid"]] = (row["birthdate"], row.get("sex", ""))
         with self._table("users.csv") as rows:
-            for _, row in rows:
-                role, orgs = roles.get(row["sourcedid"]) or (
-                    row.get("role", ""), split_list(row.get("orgsourcedids", "")))
-                self.people[row["sourcedid"]] = Person(
-                    normalise_header(role), row.get("identifier") or row["sourcedid"], orgs)
-        known = STUDENT_ROLES | GUARDIAN_ROLES | STAFF_ROLES.keys()
+            for line, row in rows:
+                person = roles.get(row["sourcedid"]) or Person(
+                    normalise_header(row.get("role", "")), "",
+                    split_list(row.get("orgsourcedids", "")), ("users.csv", line))
+                person.key = row.get("identifier") or row["sourcedid"]
+                self.people[row["sourcedid"]] = person
+        self._learn_from_database()
+        mapped = STUDENT_ROLES | GUARDIAN_ROLES | STAFF_ROLES.keys()
+        for person in self.people.values():
+            if person.role not in mapped and person.role_at[1]:
+                table, line = person.role_at
+                self.warnings.append(Issue.warning(
+                    self.label(table), "unmapped_role",
+                    f"role {person.role!r} has no counterpart in visitor-sync; the user is "
+                    "skipped", line=line, column="role"))
         with self._table("users.csv") as rows:
             for line, row in rows:
                 me = self.people[row["sourcedid"]]
-                if me.role not in known:
-                    self.warnings.append(Issue.warning(
-                        self.label("users.csv"), "unmapped_role",
-                        f"role {me.role!r} has no counterpart in visitor-sync; the user is "
-                        "skipped", line=line, column="role"))
                 for agent in split_list(row.get("agentsourcedids", "")):
                     other = self.people.get(agent)
+                    if other is None and agent in self.known_guardians:
+                        continue  # a guardian of an earlier file: only its own rows link it
                     if other is None:
                         self.warnings.append(Issue.warning(
                             self.label("users.csv"), "unknown_agent",
@@ -194,6 +216,20 @@ class _Roster:
                         self.links.setdefault(row["sourcedid"], {})[agent] = None
                     elif me.role in STUDENT_ROLES and other.role in GUARDIAN_ROLES:
                         self.links.setdefault(agent, {})[row["sourcedid"]] = None
+
+    def _learn_from_database(self) -> None:
+        """Orgs and people the zip names but does not hold (a delta): earlier files'."""
+        named_orgs = {org for person in self.people.values() for org in person.orgs}
+        for sourced_id, key in self.known.keys_by_sourced_id(
+                School, named_orgs - self.orgs.keys()).items():
+            self.orgs[sourced_id] = ("school", key)
+        with self._table("users.csv") as rows:
+            agents = {agent for _, row in rows
+                      for agent in split_list(row.get("agentsourcedids", ""))}
+        unknown = agents - self.people.keys()
+        for sourced_id, key in self.known.keys_by_sourced_id(Student, unknown).items():
+            self.people[sourced_id] = Person("student", key)
+        self.known_guardians = set(self.known.keys_by_sourced_id(Visitor, unknown))
 
     # -- the second pass: members ---------------------------------------------------------
 
@@ -219,6 +255,10 @@ class _Roster:
         return members
 
     def _member(self, file_type: FileType, table: str, records: Iterator[Record]) -> Member:
+        if self._mode("demographics.csv") == "absent":
+            file_type = dataclasses.replace(file_type, targets=tuple(
+                dataclasses.replace(target, keep=DEMOGRAPHIC_COLUMNS)
+                for target in file_type.targets))
         return Member(file_type, self.label(table), ColumnMap(file_type, [], {}), records)
 
     def _schools(self) -> Iterator[Record]:

@@ -50,10 +50,10 @@ log = logging.getLogger(__name__)
 #: (paramiko's defaults of 2 MiB / 32 KiB cap it near 10-80 MB/s).
 WINDOW_SIZE = 32 * 1024 * 1024
 MAX_PACKET_SIZE = 256 * 1024
-#: Read request size when the server does not state its limit (the SFTP baseline).
-DEFAULT_READ_SIZE = 32 * 1024
-#: Largest read request asked for, whatever the server allows (memory per request).
-MAX_READ_SIZE = 1024 * 1024
+#: Read/write request size when the server does not state its limits (the SFTP baseline).
+DEFAULT_REQUEST_SIZE = 32 * 1024
+#: Largest request made, whatever the server allows (memory per request).
+MAX_REQUEST_SIZE = 1024 * 1024
 #: Read requests in flight during a download.
 CONCURRENT_READS = 32
 #: Bytes per local write and per zero-overwrite write.
@@ -172,7 +172,7 @@ class SftpSource:
         self._sleep = sleep
         self._client: paramiko.SSHClient | None = None
         self._sftp: paramiko.SFTPClient | None = None
-        self._read_size = DEFAULT_READ_SIZE
+        self._read_size = self._write_size = DEFAULT_REQUEST_SIZE
 
     # -- the connection -----------------------------------------------------------------
 
@@ -244,28 +244,31 @@ class SftpSource:
             raise SftpAuthenticationError(
                 f"{self.target.user}@{name} refused our credentials: {error}") from error
         transport = client.get_transport()
-        assert transport is not None
-        self._sftp = paramiko.SFTPClient.from_transport(
+        sftp = transport and paramiko.SFTPClient.from_transport(
             transport, window_size=WINDOW_SIZE, max_packet_size=MAX_PACKET_SIZE)
-        assert self._sftp is not None
-        channel = self._sftp.get_channel()
-        assert channel is not None
+        channel = sftp and sftp.get_channel()
+        if transport is None or sftp is None or channel is None:
+            raise paramiko.SSHException("the server opened no SFTP channel")
         channel.settimeout(self.timeouts.read)
-        self._read_size = self._server_read_limit()
+        self._sftp = sftp
+        self._read_size, self._write_size = self._server_limits()
         log.info("connected to %s (%s, host key %s)", self.target, transport.remote_cipher,
                  transport.get_remote_server_key().fingerprint)
 
-    def _server_read_limit(self) -> int:
-        """The largest read the server serves whole (OpenSSH's limits@openssh.com)."""
+    def _server_limits(self) -> tuple[int, int]:
+        """The largest read and write the server serves whole (``limits@openssh.com``):
+        fewer, larger requests are what makes paramiko fast."""
         try:
             kind, message = self.sftp._request(CMD_EXTENDED, "limits@openssh.com")
         except OSError:
-            return DEFAULT_READ_SIZE
+            kind = None
         if kind != CMD_EXTENDED_REPLY:
-            return DEFAULT_READ_SIZE
+            return DEFAULT_REQUEST_SIZE, DEFAULT_REQUEST_SIZE
         message.get_int64()  # max packet length
-        max_read = message.get_int64()
-        return min(max_read, MAX_READ_SIZE) if max_read else DEFAULT_READ_SIZE
+        limits = message.get_int64(), message.get_int64()  # max read, max write
+        read, write = (min(limit, MAX_REQUEST_SIZE) if limit else DEFAULT_REQUEST_SIZE
+                       for limit in limits)
+        return read, write
 
     def close(self) -> None:
         if self._client is not None:
@@ -363,7 +366,14 @@ class SftpSource:
             moved = self._lstat(target)
             if moved is None or not _same(moved, file):
                 # Replaced between the check and the move: give the new file back.
-                sftp.rename(target, path)
+                try:
+                    sftp.rename(target, path)
+                except OSError as error:
+                    if not isinstance(error, FileNotFoundError) and self._lstat(path):
+                        log.error("%s was replaced twice while being held; the newer "
+                                  "upload stays in %s: %s", file.name, target, error)
+                    else:
+                        raise
                 return False
         return True
 
@@ -439,6 +449,7 @@ class SftpSource:
 
     def _overwrite(self, handle: SFTPFile, size: int) -> SFTPAttributes:
         """Zeros over the first ``size`` bytes, flushed to the server's disk."""
+        handle.MAX_REQUEST_SIZE = self._write_size
         handle.set_pipelined(True)
         zeros = bytes(CHUNK_SIZE)
         written = 0
