@@ -202,7 +202,9 @@ def test_the_intro_states_the_configured_limits() -> None:
                            "quiet_period_seconds")]
     for fact in facts:
         assert fact in words, f"the docs/formats.md intro should say {fact!r}"
-    assert "planned; not accepted yet: such files are reported as unrecognised" in words
+    for name in Limits.model_fields:
+        if name.startswith("zip_"):
+            assert f"`limits.{name}`" in words, f"the OneRoster intro should name {name}"
 
 
 def test_write_formats_rewrites_only_the_generated_block(tmp_path: Path) -> None:

@@ -29,6 +29,8 @@ from visitor_sync.config import ImportConfig, Limits
 from visitor_sync.filetypes import APPLY_ORDER, FILE_TYPES
 from visitor_sync.filetypes.ascender import parse_ascender_birth_date
 from visitor_sync.filetypes.base import FileType, Reference, SyncMode
+from visitor_sync.oneroster import container as oneroster
+from visitor_sync.oneroster import types as oneroster_types
 
 BEGIN_MARKER = "<!-- BEGIN GENERATED: visitor-sync formats -->"
 END_MARKER = "<!-- END GENERATED -->"
@@ -547,8 +549,33 @@ def render_formats() -> str:
              "run applies them.\n"]
     parts += [render_file_type(file_type) for kind in APPLY_ORDER
               for file_type in FILE_TYPES.values() if file_type.kind == kind]
+    parts.append(_render_oneroster())
     parts += [*_render_value_formats(), *_render_settings(), *_render_error_codes()]
     return "\n".join(parts).rstrip("\n") + "\n"
+
+
+def _render_oneroster() -> str:
+    """The OneRoster zip: what each table's columns become, and the role mapping."""
+    lines = ["### OneRoster.zip", "",
+             "Any `*.zip` (OneRoster 1.1 or 1.2 CSV binding). Its tables are applied as the "
+             "members below, in this order, in one transaction; each member's rows are "
+             "validated like the canonical file it stands for.", ""]
+    for file_type in oneroster_types.BULK_TYPES:
+        lines += [f"#### {file_type.name}", "", file_type.description, "",
+                  "| OneRoster column | becomes (table `" + file_type.primary.name + "`) |",
+                  "|---|---|"]
+        lines += [f"| `{header}` | `{file_type.field_of(header)}` |"
+                  for header in file_type.headers]
+        lines.append("")
+    lines += ["#### Roles", "", "| OneRoster role | becomes |", "|---|---|"]
+    lines += [f"| `{role}` | student |" for role in sorted(oneroster.STUDENT_ROLES)]
+    lines += [f"| `{role}` | visitor, linked through agentSourcedIds |"
+              for role in sorted(oneroster.GUARDIAN_ROLES)]
+    lines += [f"| `{role}` | user account `{account}` |"
+              for role, account in oneroster.STAFF_ROLES.items()]
+    lines += ["", "A 1.1 `administrator` whose orgs include no school becomes `administrator`. "
+              "Other roles are skipped with `unmapped_role`.", ""]
+    return "\n".join(lines)
 
 
 # -- the document -------------------------------------------------------------------------
