@@ -13,14 +13,13 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Protocol, cast
 
-from sqlalchemy import Connection, Engine, Row, insert, select, update
+from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from visitor_sync import checks
@@ -34,13 +33,14 @@ from visitor_sync.db.schema import (
     ImportRun,
     SyncedRecord,
 )
-from visitor_sync.filetypes import APPLY_ORDER, file_type_for, format_named
-from visitor_sync.filetypes.base import Container, FileType
+from visitor_sync.filetypes import format_named
+from visitor_sync.filetypes.base import FileType
 from visitor_sync.issuelog import IssueLog
 from visitor_sync.issues import FileRejected, Issue
 from visitor_sync.locking import district_lock, heartbeat
+from visitor_sync.planning import Work, classify, in_run_order, kind_of, member_types
 from visitor_sync.reconcile import Counts, TargetSync
-from visitor_sync.sources import FileChanged, Inbox, Source, SourceFile, held_location, ready
+from visitor_sync.sources import FileChanged, Inbox, Source, held_location, ready
 from visitor_sync.staging import Stage
 from visitor_sync.summary import FileOutcome, FileStatus, ImportSummary, run_result
 from visitor_sync.validation import Member, RowValidator, csv_member
@@ -57,19 +57,6 @@ class Progress(Protocol):
     def file_started(self, name: str, total_bytes: int) -> None: ...
     def file_advanced(self, bytes_done: int) -> None: ...
     def file_finished(self) -> None: ...
-
-
-@dataclass
-class _Work:
-    """A file to process and what to do with it once its outcome is recorded."""
-
-    name: str
-    file_type: FileType | Container | None
-    fetch: Callable[[], AbstractContextManager[Path]]
-    source_file: SourceFile | None = None
-    held: Row[Any] | None = None
-    rejection: FileRejected | None = None
-    superseded: list[int] = field(default_factory=list)
 
 
 class Importer:
@@ -145,7 +132,7 @@ class Importer:
             outcomes = []
             work = self._plan()
             self._present = {member for item in work if item.rejection is None
-                             for member in _member_types(item.file_type)}
+                             for member in member_types(item.file_type)}
             for item in work:
                 outcomes += self._process(item)
                 heartbeat(self.engine, self.district_id, self.run_id)
@@ -169,44 +156,16 @@ class Importer:
 
     # -- what to process ----------------------------------------------------------------
 
-    def _plan(self) -> list[_Work]:
+    def _plan(self) -> list[Work]:
         listed = self.source.list_files()
         settled, waiting = ready(listed, time.time(), self.config.quiet_period_seconds)
         self.waiting = [file.name for file in waiting]
-        by_type: dict[str, _Work] = {}
-        work: list[_Work] = []
-        for file in settled:
-            item = _Work(file.name, file_type_for(file.name),
-                         lambda file=file: self.source.fetch(file), source_file=file)
-            work.append(item)
-            if item.file_type is None:
-                item.rejection = FileRejected(
-                    "unrecognised_file",
-                    f"{file.name!r} is not a known import file name; see the list of "
-                    "accepted file names (e.g. students.csv)")
-            elif not self._accepts(item.file_type):
-                item.rejection = FileRejected(
-                    "type_not_accepted",
-                    f"{item.file_type.name} files are not enabled for this district")
-            elif _kind(item.file_type) in by_type:
-                item.rejection = FileRejected(
-                    "duplicate_source",
-                    f"{by_type[_kind(item.file_type)].name!r} in the same run is also a "
-                    f"{_kind(item.file_type)} file; send one file per type")
-            else:
-                by_type[_kind(item.file_type)] = item
-        _reject_replaced(by_type)
+        work, by_kind = classify(settled, self.source, self.config.accepted_types)
         if not self.validate_only:
-            work += self._held_work(by_type)
-        return sorted(work, key=lambda item: (item.rejection is not None, _rank(item.file_type),
-                                              item.name))
+            work += self._held_work(by_kind)
+        return in_run_order(work)
 
-    def _accepts(self, file_type: FileType | Container) -> bool:
-        """A kind (``students``) accepts all its layouts; a layout name only itself."""
-        accepted = self.config.accepted_types
-        return accepted is None or file_type.name in accepted or _kind(file_type) in accepted
-
-    def _held_work(self, inbox: dict[str, _Work]) -> list[_Work]:
+    def _held_work(self, inbox: dict[str, Work]) -> list[Work]:
         """Approved held files join the run; a newer inbox file of a type supersedes them."""
         with self.engine.connect() as connection:
             pending = list(connection.execute(
@@ -214,14 +173,14 @@ class Importer:
                        HeldFile.location)
                 .where(HeldFile.district_id == self.district_id, HeldFile.state == "pending")
                 .order_by(HeldFile.held_at)))
-        work: list[_Work] = []
+        work: list[Work] = []
         for held in pending:
-            kind = _kind(format_named(held.file_type))
+            kind = kind_of(format_named(held.file_type))
             newer = inbox.get(kind)
             if newer is not None:
                 newer.superseded.append(held.id)
             elif self.approve_held in (ALL_HELD, held.run_id):
-                item = _Work(held.file_name, format_named(held.file_type),
+                item = Work(held.file_name, format_named(held.file_type),
                              lambda held=held: self.drop_box.fetch_held(held.location),
                              held=held)
                 inbox[kind] = item
@@ -230,7 +189,7 @@ class Importer:
 
     # -- one file -----------------------------------------------------------------------
 
-    def _process(self, item: _Work) -> list[FileOutcome]:
+    def _process(self, item: Work) -> list[FileOutcome]:
         self._file_started = time.perf_counter()
         try:
             with item.fetch() as path:
@@ -254,7 +213,7 @@ class Importer:
             self._dispose(item, _overall(outcomes))
         return outcomes
 
-    def _outcomes(self, item: _Work, path: Path) -> list[FileOutcome]:
+    def _outcomes(self, item: Work, path: Path) -> list[FileOutcome]:
         """Apply the file in one transaction with its recorded outcome, or reject it whole."""
         try:
             if item.rejection is not None:
@@ -270,7 +229,7 @@ class Importer:
         except FileRejected as rejected:
             return [self._record_failure(item, rejected, FileStatus.REJECTED)]
 
-    def _apply_csv(self, item: _Work, file_type: FileType, path: Path) -> list[FileOutcome]:
+    def _apply_csv(self, item: Work, file_type: FileType, path: Path) -> list[FileOutcome]:
         facts = inspect_file(path, self.config.limits)
         with (CsvTable(path, facts.encoding, self.config.limits) as table,
               self.engine.begin() as connection):
@@ -281,7 +240,7 @@ class Importer:
                     "read as Windows-1252; export it as UTF-8"))
             return self._apply(connection, item, [member], facts)
 
-    def _apply(self, connection: Connection, item: _Work, members: list[Member],
+    def _apply(self, connection: Connection, item: Work, members: list[Member],
                facts: FileFacts) -> list[FileOutcome]:
         """Load, check and apply every member; if the safety hold stops one, none is applied."""
         if connection.dialect.name == "postgresql":  # room for the set-based steps' hash tables
@@ -354,7 +313,7 @@ class Importer:
         stage.drop(connection)
         return counts, held_reason, validator.rows_read, rejected_rows
 
-    def _record_failure(self, item: _Work, rejected: FileRejected,
+    def _record_failure(self, item: Work, rejected: FileRejected,
                         status: FileStatus) -> FileOutcome:
         """Record a file that could not be applied (its own transaction: the file's is gone)."""
         issues = rejected.issues(item.name)
@@ -376,7 +335,7 @@ class Importer:
             run_id=self.run_id, file_name=file_name, file_type=file_type,
             status="processing", **facts).returning(ImportFileResult.id)).scalar_one()
 
-    def _resolve_held(self, connection: Connection, item: _Work, state: str | None) -> None:
+    def _resolve_held(self, connection: Connection, item: Work, state: str | None) -> None:
         """Close the held record an approved file came from, and those it supersedes."""
         now = datetime.now(UTC)
         if item.held is not None and state is not None:
@@ -398,7 +357,7 @@ class Importer:
 
     # -- after the outcome is recorded --------------------------------------------------
 
-    def _dispose(self, item: _Work, status: FileStatus) -> None:
+    def _dispose(self, item: Work, status: FileStatus) -> None:
         """Remove the processed file, or move a held one aside; never before recording."""
         if item.held is not None:
             self.drop_box.discard_held(item.held.location)
@@ -415,7 +374,7 @@ class Importer:
                 for location in locations:
                     self.drop_box.discard_held(location)
 
-    def _supersede_replaced_hold(self, item: _Work) -> None:
+    def _supersede_replaced_hold(self, item: Work) -> None:
         """The district replaced a file while it was being held: the new one is next."""
         with self.engine.begin() as connection:
             connection.execute(update(HeldFile).where(
@@ -462,37 +421,7 @@ class _KnownRecords:
         return found
 
 
-def _kind(file_format: FileType | Container) -> str:
-    """What "one file per type per run" counts: a type's kind, or the container's name."""
-    return file_format.kind if isinstance(file_format, FileType) else file_format.name
-
-
-def _member_types(file_format: FileType | Container | None) -> tuple[FileType, ...]:
-    if file_format is None:
-        return ()
-    return (file_format,) if isinstance(file_format, FileType) else file_format.member_types
-
-
-def _rank(file_format: FileType | Container | None) -> int:
-    """Place in the run: dependencies first; a container where its first member type goes."""
-    order = {kind: index for index, kind in enumerate(APPLY_ORDER)}
-    return min((order.get(member.kind, len(order)) for member in _member_types(file_format)),
-               default=len(order))
-
-
-def _reject_replaced(by_kind: dict[str, _Work]) -> None:
-    """A container (OneRoster) replaces the CSV files of the kinds it holds, in its run."""
-    for container in [item.file_type for item in by_kind.values()
-                      if item.file_type is not None and not isinstance(item.file_type, FileType)]:
-        for kind in container.replaces:
-            if kind in by_kind:
-                by_kind[kind].rejection = FileRejected(
-                    container.conflict_code,
-                    f"a {container.name} file in the same run already provides {kind}; "
-                    f"send either the {container.name} file or the {kind} file")
-
-
-def _type_name(item: _Work) -> str | None:
+def _type_name(item: Work) -> str | None:
     return item.file_type.name if item.file_type is not None else None
 
 
