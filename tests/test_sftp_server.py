@@ -288,7 +288,7 @@ def test_password_and_key_logins(sftp_server: SftpServer) -> None:
         assert sftp.normalize(".") == "/upload"
     with sftp_server.sftp(accounts.importer, key=accounts.importer_key) as sftp:
         assert sorted(sftp.listdir("/")) == ["dev", "district", "held"]
-    log = sftp_server.log()
+    log = sftp_server.log_after(f"Accepted publickey for {accounts.importer}")
     assert f"Accepted password for {accounts.district}" in log
     assert f"Accepted publickey for {accounts.district}" in log
     assert accounts.district_key.pair.fingerprint in log  # VERBOSE: which key logged in
@@ -374,7 +374,8 @@ def test_shell_exec_and_forwarding_are_refused(sftp_server: SftpServer) -> None:
             transport.request_port_forward("127.0.0.1", 0)
     finally:
         client.close()
-    assert "Starting session: forced-command (config) 'internal-sftp" in sftp_server.log()
+    started = "Starting session: forced-command (config) 'internal-sftp"
+    assert started in sftp_server.log_after(started)
 
 
 def test_writing_is_possible_only_in_upload(sftp_server: SftpServer) -> None:
@@ -449,7 +450,8 @@ def test_a_second_district_is_isolated(sftp_server: SftpServer, tmp_path: Path) 
                      {"key": sftp_server.accounts.importer_key})):
                 with pytest.raises(paramiko.AuthenticationException):
                     server.client(user, **credentials)
-            assert f"User {other.district} from 127.0.0.1 not allowed" in sftp_server.log()
+            refused = f"User {other.district} from 127.0.0.1 not allowed"
+            assert refused in sftp_server.log_after(refused)
     finally:
         other.remove()
 

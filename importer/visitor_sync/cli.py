@@ -11,11 +11,11 @@ from pathlib import Path
 import click
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
-from visitor_sync.config import ImportConfig
+from visitor_sync.config import ImportConfig, Notifications, NotifyWhen
 from visitor_sync.db.database import connect, migrate
 from visitor_sync.issues import Severity
 from visitor_sync.locking import DistrictBusy
-from visitor_sync.mail import report_message, write_to_outbox
+from visitor_sync.notify import SmtpSettings, SmtpSettingsError, notify
 from visitor_sync.pipeline import ALL_HELD, Importer, stored_issues
 from visitor_sync.report import describe, render_text
 from visitor_sync.samples import write_district
@@ -30,8 +30,6 @@ EXIT_BUSY = 75
 EXIT_INFRASTRUCTURE = 1
 #: Exit status when the SFTP server could not be used (EX_UNAVAILABLE: try again later).
 EXIT_UNAVAILABLE = 69
-
-log = logging.getLogger("visitor_sync")
 
 
 class TerminalProgress:
@@ -120,8 +118,9 @@ def validate(output: str, files: tuple[Path, ...]) -> None:
               metavar="[RUN_ID]",
               help="Apply held files: those of RUN_ID, or all pending ones when no id is given.")
 @click.option("--outbox", type=click.Path(file_okay=False, path_type=Path),
-              help="Write the report e-mail here as .eml (no SMTP).")
-@click.option("--recipient", "recipients", multiple=True, help="Report e-mail recipient.")
+              help="Without SMTP ($VISITOR_SYNC_SMTP_*), write the e-mails here as .eml.")
+@click.option("--recipient", "recipients", multiple=True,
+              help="Report e-mail recipient, besides the configured notifications.recipients.")
 @click.option("--format", "output", type=click.Choice(["text", "json"]), default="text",
               show_default=True)
 def import_(district_id: str | None, source: str, sftp_key: Path | None,
@@ -130,6 +129,10 @@ def import_(district_id: str | None, source: str, sftp_key: Path | None,
             max_deactivate_percent: float | None, approve_held: str | None,
             outbox: Path | None, recipients: tuple[str, ...], output: str) -> None:
     """Import the files waiting in a district's inbox.
+
+    Afterwards the report and pending invitations are e-mailed (SMTP settings from
+    $VISITOR_SYNC_SMTP_*) or, without SMTP, written to --outbox; a mail problem is
+    reported in the summary and never changes the exit status.
 
     Exit status 0 when the run completed, whatever the data said; non-zero
     only when the infrastructure failed (75: another run holds the district;
@@ -140,6 +143,10 @@ def import_(district_id: str | None, source: str, sftp_key: Path | None,
                  "max_deactivate_percent": max_deactivate_percent}
     settings.update({key: value for key, value in overrides.items() if value is not None})
     config = ImportConfig.model_validate(settings)
+    try:
+        smtp = SmtpSettings.from_env()
+    except SmtpSettingsError as error:
+        raise click.UsageError(str(error)) from error
     engine = connect(db_url)
     migrate(engine)
     try:
@@ -155,19 +162,13 @@ def import_(district_id: str | None, source: str, sftp_key: Path | None,
     except SftpUnavailable as error:
         click.echo(f"visitor-sync: SFTP unavailable: {error}", err=True)
         sys.exit(EXIT_UNAVAILABLE)
-    _report(summary, engine, output, outbox, list(recipients), config)
+    summary = notify(engine, summary, config, smtp=smtp, outbox=outbox, recipients=recipients)
+    _report(summary, output)
     if summary.infrastructure_failed:
         sys.exit(EXIT_INFRASTRUCTURE)
 
 
-def _report(summary: ImportSummary, engine: object, output: str, outbox: Path | None,
-            recipients: list[str], config: ImportConfig) -> None:
-    if outbox is not None:
-        message = report_message(summary, stored_issues(engine, summary.run_id),  # type: ignore[arg-type]
-                                 recipients or [f"sis-admin@{config.district_id}.invalid"],
-                                 config.district_name)
-        path = write_to_outbox(message, outbox, f"report-{summary.run_id}")
-        log.info("report e-mail written to %s", path)
+def _report(summary: ImportSummary, output: str) -> None:
     if output == "json":
         click.echo(summary.model_dump_json(indent=2))
     else:
@@ -186,14 +187,16 @@ def demo(workdir: Path) -> None:
     engine = connect(f"sqlite:///{workdir / 'visitor-sync.db'}")
     migrate(engine)
     config = ImportConfig(district_id="springfield", district_name="Springfield Public Schools",
-                          quiet_period_seconds=0)
+                          quiet_period_seconds=0, notifications=Notifications(
+                              recipients=["sis-admin@springfield.example.org"],
+                              when=NotifyWhen.ALWAYS))
     summary = Importer(engine, LocalFolderSource(inbox), config, trigger="demo",
                        progress=_progress()).run()
-    message = report_message(summary, stored_issues(engine, summary.run_id),
-                             ["sis-admin@springfield.example.org"], config.district_name)
+    summary = notify(engine, summary, config, smtp=None, outbox=outbox)
     click.echo(render_text(summary, issues_per_file=3))
-    path = write_to_outbox(message, outbox, f"report-{summary.run_id}")
-    click.echo(f"\ndatabase: {workdir / 'visitor-sync.db'}\nreport e-mail: {path}")
+    click.echo(f"\ndatabase: {workdir / 'visitor-sync.db'}\n"
+               f"report e-mail: {outbox / f'report-{summary.run_id}.eml'}\n"
+               f"invitation e-mails: {outbox}/invitation-*.eml")
 
 
 if __name__ == "__main__":

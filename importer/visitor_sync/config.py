@@ -1,13 +1,17 @@
 """``ImportConfig``: everything one import run needs, as one document.
 
 The operator renders it into the importer Job (mounted as a file); the CLI
-builds it from flags. Secrets (database URL, SFTP credentials) are never part
-of it: they come from files or the environment.
+builds it from flags. Secrets (database URL, SFTP and SMTP credentials) are
+never part of it: they come from files or the environment.
 """
 
 from __future__ import annotations
 
+import enum
+
 from pydantic import BaseModel, ConfigDict, Field
+
+from visitor_sync.values import Email
 
 
 class Limits(BaseModel):
@@ -24,6 +28,33 @@ class Limits(BaseModel):
     zip_max_ratio: int = Field(
         200, gt=0, description="Largest uncompressed/compressed size ratio of a zip member "
                                "(zip bombs are refused before anything is inflated).")
+
+
+class NotifyWhen(enum.StrEnum):
+    """When the district's recipients get the run report."""
+
+    #: the run had errors, rejected files or held files
+    FAILURE = "failure"
+    ALWAYS = "always"
+    NEVER = "never"
+
+
+class Notifications(BaseModel):
+    """Who gets the run report and when (the SMTP server itself is deployment settings)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    recipients: list[Email] = Field(
+        default_factory=list,
+        description="Addresses that receive the run report (the district's SIS "
+                    "administrators); with none, no report is e-mailed.")
+    when: NotifyWhen = Field(
+        NotifyWhen.FAILURE,
+        description="`failure`: only when the run had errors, rejected or held files; "
+                    "`always`: after every run; `never`.")
+    max_listed_errors: int = Field(
+        100, ge=0, description="Errors listed in the report's body; every error is in the "
+                               "attached errors.csv.")
 
 
 class ImportConfig(BaseModel):
@@ -47,3 +78,6 @@ class ImportConfig(BaseModel):
         None, description="File types this district may send (default: all); a kind "
                           "such as 'students' accepts its vendor layouts too.")
     limits: Limits = Field(default_factory=Limits)
+    notifications: Notifications = Field(
+        default_factory=Notifications,
+        description="The run report e-mail: recipients and when it is sent.")

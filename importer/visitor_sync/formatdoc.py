@@ -25,7 +25,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError, PydanticUndefined
 
 from visitor_sync import values
-from visitor_sync.config import ImportConfig, Limits
+from visitor_sync.config import ImportConfig, Limits, Notifications
 from visitor_sync.filetypes import APPLY_ORDER, FILE_TYPES
 from visitor_sync.filetypes.ascender import parse_ascender_birth_date
 from visitor_sync.filetypes.base import FileType, Reference, SyncMode
@@ -512,7 +512,13 @@ def _render_settings() -> Iterator[str]:
         field = ImportConfig.model_fields[name]
         default = "all types" if field.default is None else _number(field.default)
         yield f"| `{name}` | {default} | {_cell(field.description or '')} |"
+    for name, field in Notifications.model_fields.items():
+        default = "none" if field.default_factory is list else _number(field.default)
+        yield (f"| `notifications.{name}` | {default} | "
+               f"{_cell(field.description or '')} |")
     yield ""
+    yield ("What the report e-mail contains, and the SMTP settings, are in "
+           "[email.md](email.md).\n")
 
 
 def _number(value: object) -> str:

@@ -38,6 +38,13 @@ def render_text(summary: ImportSummary, issues_per_file: int = 10) -> str:
             more = outcome.errors + outcome.warnings - len(shown)
             if more > 0:
                 lines.append(f"  ... and {more:,} more")
+    if summary.report_email is not None:
+        detail = f" ({summary.report_email_detail})" if summary.report_email_detail else ""
+        lines += ["", f"report e-mail: {summary.report_email.value}{detail}"]
+    if summary.invitations_sent or summary.invitations_failed:
+        failed = (f", {summary.invitations_failed:,} failed (queued for the next run)"
+                  if summary.invitations_failed else "")
+        lines.append(f"invitations: {summary.invitations_sent:,} delivered{failed}")
     return "\n".join(lines)
 
 

@@ -34,6 +34,19 @@ class RunResult(enum.StrEnum):
     FAILED = "failed"
 
 
+class ReportEmail(enum.StrEnum):
+    """What became of the run's report e-mail (the report itself is always in the database)."""
+
+    SENT = "sent"
+    #: SMTP (or writing the outbox) failed, after retries where they help; the run is
+    #: unaffected and the report is not resent
+    FAILED = "failed"
+    #: not needed (``notifications.when``), no recipients, or nowhere to deliver it
+    SKIPPED = "skipped"
+    #: no SMTP: written as an .eml file to the local outbox
+    WRITTEN = "written"
+
+
 class FileOutcome(BaseModel):
     file: str
     type: str | None = None
@@ -61,6 +74,21 @@ class ImportSummary(BaseModel):
     files: list[FileOutcome] = Field(default_factory=list)
     #: files left out of a compacted summary (see :meth:`termination_message`)
     files_omitted: int = 0
+    #: the report e-mail's fate, set after the run (``None``: not attempted, e.g. validate)
+    report_email: ReportEmail | None = None
+    #: why it was skipped or how it failed, for operators (never credentials)
+    report_email_detail: str | None = None
+    #: invitation e-mails delivered by this run (sent, or written to the outbox)
+    invitations_sent: int = 0
+    #: invitation e-mails that failed in this run (they stay queued for the next run)
+    invitations_failed: int = 0
+
+    @property
+    def needs_attention(self) -> bool:
+        """Whether the run had errors, rejected or held files (``notifications.when: failure``)."""
+        return self.errors > 0 or any(
+            outcome.status in (FileStatus.REJECTED, FileStatus.HELD, FileStatus.FAILED)
+            for outcome in self.files)
 
     @property
     def infrastructure_failed(self) -> bool:

@@ -244,6 +244,14 @@ class SftpServer:
             log.seek(self.log_offset)
             return log.read().decode(errors="replace")
 
+    def log_after(self, text: str, timeout: float = 10.0) -> str:
+        """The log once it holds ``text``: the SFTP audit lines pass through a relay, so
+        they land a moment after the client's request returns."""
+        deadline = time.monotonic() + timeout
+        while text not in (log := self.log()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return log
+
     def reset(self) -> SftpServer:
         """Back to an empty drop box and held area for the next test, the server kept
         running (restarted if a test stopped it); the log starts afresh."""

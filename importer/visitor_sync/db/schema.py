@@ -24,6 +24,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
@@ -228,6 +229,8 @@ class ImportRun(Base):
     result: Mapped[str] = mapped_column(String(16))
     trigger: Mapped[str | None] = mapped_column(String(32))
     summary: Mapped[dict | None] = mapped_column(JSON)
+    #: whether the report e-mail went out; a failed one is not resent (it stays here)
+    report_sent: Mapped[bool] = mapped_column(server_default=false())
 
 
 class ImportFileResult(Base):
