@@ -320,7 +320,8 @@ def test_absent_links_are_deactivated_and_links_in_error_are_kept(
     write(inbox, "students.csv", STUDENT_HEADER, students_rows)
     write(inbox, "visitors.csv", VISITOR_HEADER, [visitor("V1", "S001"), v2_row])
 
-    outcome = outcome_of(run_import(engine, inbox), "visitors.csv")
+    # one of three links goes: over the default 10% the links' safety hold would stop it
+    outcome = outcome_of(run_import(engine, inbox, max_deactivate_percent=50), "visitors.csv")
 
     assert (outcome.status, counts(outcome)) == (FileStatus.APPLIED, (0, 0, 1, 0))
     assert issues(outcome) == [(3, code, column)]

@@ -90,6 +90,8 @@ ERROR_CODES: dict[str, tuple[Kind, str]] = {
     "unsupported_version": (Kind.FILE, "`oneroster.version` is not 1.0, 1.1 or 1.2"),
     "conflicts_with_oneroster": (Kind.FILE, "a students, visitors or users CSV in the same run "
                                             "as a OneRoster zip (the zip provides them)"),
+    "internal_error": (Kind.FILE, "the importer itself failed on the file; nothing was applied, "
+                                  "the file stays and is tried again next run"),
     "held_file_missing": (Kind.FILE, "an approved held file is no longer in the held area "
                                      "(upload it again)"),
     "database_error": (Kind.FILE, "the database failed while applying the file; nothing was "

@@ -1,12 +1,17 @@
-"""Where a file's issues go: streamed into ``import_errors`` in the file's transaction.
+"""Where a file's issues go: spooled while the file is processed, written at the end.
 
-A file may have a million row errors; they are written in batches, never
-held in memory. The log keeps the counts and the first few issues for the
-run summary.
+A file may have a million row errors, so they are never held in memory: they
+wait in a temporary file and are written to ``import_errors`` in batches by
+:meth:`IssueLog.flush`, after the file's data statements are done. Writing
+them earlier would interleave with the COPY that is still loading the stage on
+the same connection, and a safety hold's rollback would take them away.
+The log keeps the counts and the first few issues for the run summary.
 """
 
 from __future__ import annotations
 
+import json
+import tempfile
 from collections.abc import Iterable
 
 from sqlalchemy import Connection, insert
@@ -17,13 +22,15 @@ from visitor_sync.issues import Issue, Severity
 _BATCH = 1000
 #: Issues per file kept in memory for summaries; the database has them all.
 FIRST_ISSUES = 20
+#: Spooled issues stay in memory up to this size, then go to a temporary file.
+_SPOOL_BYTES = 4 << 20
 
 
 class IssueLog:
     def __init__(self, connection: Connection, file_result_id: int) -> None:
         self._connection = connection
         self._file_result_id = file_result_id
-        self._pending: list[dict[str, object]] = []
+        self._spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES, mode="w+")  # noqa: SIM115 - closed by flush
         self.errors = 0
         self.warnings = 0
         self.first: list[Issue] = []
@@ -35,15 +42,21 @@ class IssueLog:
             self.warnings += 1
         if len(self.first) < FIRST_ISSUES:
             self.first.append(issue)
-        self._pending.append({"file_result_id": self._file_result_id, **issue.model_dump()})
-        if len(self._pending) >= _BATCH:
-            self.flush()
+        self._spool.write(issue.model_dump_json() + "\n")
 
     def extend(self, issues: Iterable[Issue]) -> None:
         for issue in issues:
             self.add(issue)
 
     def flush(self) -> None:
-        if self._pending:
-            self._connection.execute(insert(ImportIssue), self._pending)
-            self._pending = []
+        """Write every spooled issue to the database (call once, when the file is done)."""
+        self._spool.seek(0)
+        batch: list[dict[str, object]] = []
+        for line in self._spool:
+            batch.append({"file_result_id": self._file_result_id, **json.loads(line)})
+            if len(batch) >= _BATCH:
+                self._connection.execute(insert(ImportIssue), batch)
+                batch = []
+        if batch:
+            self._connection.execute(insert(ImportIssue), batch)
+        self._spool.close()

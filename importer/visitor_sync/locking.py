@@ -20,8 +20,9 @@ STALE_AFTER = timedelta(hours=6)
 
 
 class DistrictBusy(Exception):
-    def __init__(self, district_id: str) -> None:
-        super().__init__(f"another import of district {district_id!r} is running")
+    def __init__(self, district_id: str,
+                 reason: str = "another import of district {!r} is running") -> None:
+        super().__init__(reason.format(district_id))
 
 
 @contextmanager
@@ -46,9 +47,13 @@ def district_lock(engine: Engine, district_id: str, run_id: str) -> Iterator[Non
 
 
 def heartbeat(engine: Engine, district_id: str, run_id: str) -> None:
-    """Tell other runs this one is alive (called between files)."""
+    """Tell other runs this one is alive (called between files); a run that lost its lock
+    (it stalled past ``STALE_AFTER`` and another run took over) stops."""
     table = DistrictLock.__table__
     with engine.begin() as connection:
-        connection.execute(update(table).where(
+        refreshed = connection.execute(update(table).where(
             table.c.district_id == district_id, table.c.run_id == run_id).values(
-            heartbeat_at=datetime.now(UTC)))
+            heartbeat_at=datetime.now(UTC))).rowcount
+    if refreshed != 1:
+        raise DistrictBusy(district_id, "this run lost the lock of district {!r} to another "
+                                        "run; it stops")

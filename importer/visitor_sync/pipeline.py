@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Protocol, cast
 
 from sqlalchemy import Connection, Engine, insert, select, update
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from visitor_sync import checks
 from visitor_sync.config import ImportConfig
@@ -40,7 +40,14 @@ from visitor_sync.issues import FileRejected, Issue
 from visitor_sync.locking import district_lock, heartbeat
 from visitor_sync.planning import Work, classify, in_run_order, kind_of, member_types
 from visitor_sync.reconcile import Counts, TargetSync
-from visitor_sync.sources import FileChanged, Inbox, Source, held_location, ready
+from visitor_sync.sources import (
+    FileChanged,
+    Inbox,
+    Source,
+    SourceUnavailable,
+    held_location,
+    ready,
+)
 from visitor_sync.staging import Stage
 from visitor_sync.summary import FileOutcome, FileStatus, ImportSummary, run_result
 from visitor_sync.validation import Member, RowValidator, csv_member
@@ -148,11 +155,15 @@ class Importer:
         return summary
 
     def _ensure_district(self, now: datetime) -> None:
-        with self.engine.begin() as connection:
-            if connection.scalar(select(District.id).where(District.id == self.district_id)) \
-                    is None:
+        with self.engine.connect() as connection:
+            if connection.scalar(select(District.id).where(District.id == self.district_id)):
+                return
+        try:
+            with self.engine.begin() as connection:
                 connection.execute(insert(District).values(
                     id=self.district_id, name=self.config.district_name, created_at=now))
+        except IntegrityError:
+            pass  # another run created it at the same moment
 
     # -- what to process ----------------------------------------------------------------
 
@@ -209,6 +220,14 @@ class Importer:
                 "database_error", f"the database failed while applying the file "
                 f"({type(error).__name__}); nothing from it was applied and it will be "
                 "tried again in the next run"), FileStatus.FAILED)]
+        except SourceUnavailable:
+            raise  # the drop box is gone: no other file can be read either
+        except Exception as error:  # a bug must not block the district's other files
+            log.exception("unexpected failure while importing %s", item.name)
+            return [self._record_failure(item, FileRejected(
+                "internal_error", f"the importer failed on this file ({type(error).__name__}); "
+                "nothing from it was applied, it stays for the next run and support has "
+                "been told by the logs"), FileStatus.FAILED)]
         if not self.validate_only:
             self._dispose(item, _overall(outcomes))
         return outcomes
@@ -243,6 +262,14 @@ class Importer:
     def _apply(self, connection: Connection, item: Work, members: list[Member],
                facts: FileFacts) -> list[FileOutcome]:
         """Load, check and apply every member; if the safety hold stops one, none is applied."""
+        if not members:  # e.g. a OneRoster manifest marking every table absent
+            outcome = FileOutcome(file=item.name, type=_type_name(item),
+                                  status=FileStatus.APPLIED)
+            result_id = self._file_result(connection, item.name, _type_name(item),
+                                          size=facts.size, sha256=facts.sha256)
+            self._finish_file_result(connection, result_id, outcome)
+            self._resolve_held(connection, item, "applied")
+            return [outcome]
         if connection.dialect.name == "postgresql":  # room for the set-based steps' hash tables
             connection.exec_driver_sql("SET LOCAL work_mem = '256MB'")
         logs = []
@@ -306,9 +333,13 @@ class Importer:
             syncs = [TargetSync(stage, target, self.district_id)
                      for target in member.file_type.targets]
             now = datetime.now(UTC)
-            # every target is applied; the primary one's counts are the member's
-            counts, *_ = [sync.apply(connection, self.run_id, now) for sync in syncs]
-            held_reason = syncs[0].hold_reason(counts, self.config.max_deactivate_percent)
+            # every target is applied; the primary one's counts are the member's, and
+            # any target the safety hold stops (visitors or their links) holds the file
+            applied = [sync.apply(connection, self.run_id, now) for sync in syncs]
+            counts = applied[0]
+            held_reason = next((reason for sync, target_counts in zip(syncs, applied, strict=True)
+                                if (reason := sync.hold_reason(
+                                    target_counts, self.config.max_deactivate_percent))), None)
         rejected_rows = stage.skipped_rows(connection)
         stage.drop(connection)
         return counts, held_reason, validator.rows_read, rejected_rows

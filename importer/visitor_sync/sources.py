@@ -27,6 +27,10 @@ class SourceFile:
     mtime: float
 
 
+class SourceUnavailable(Exception):
+    """The drop box itself failed (connection lost, server gone): the run stops, non-zero."""
+
+
 class FileChanged(Exception):
     """The file changed while it was being read; it waits for the next run."""
 
@@ -130,7 +134,8 @@ class LocalFolderSource:
     def discard_held(self, location: str) -> None:
         path = self._held_path(location)
         path.unlink(missing_ok=True)
-        if path.parent != self.held_root and not any(path.parent.iterdir()):
+        if path.parent != self.held_root and path.parent.is_dir() \
+                and not any(path.parent.iterdir()):
             path.parent.rmdir()
 
     def _held_path(self, location: str) -> Path:

@@ -11,8 +11,10 @@ from __future__ import annotations
 import itertools
 import operator
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import TypeAdapter, ValidationError
+from pydantic.fields import FieldInfo
 from sqlalchemy import (
     Boolean,
     Column,
@@ -68,8 +70,13 @@ class Stage:
             prefixes=["TEMPORARY"],
         )
         self._field_values = operator.itemgetter(*self.fields)
-        self._key_fields = {name for target in file_type.targets
-                            for name in file_type.target_key(target)} | set(file_type.key)
+        key_fields = {name for target in file_type.targets
+                      for name in file_type.target_key(target)} | set(file_type.key)
+        models = file_type.row_model.model_fields
+        #: a row in error keeps its key only as the field's own validator would store it
+        #: (``AM`` -> ``to_school``, e-mail lower-cased), else the key would match nothing
+        self._key_normalisers = {name: TypeAdapter(_annotation(models[name])).validate_python
+                                 for name in key_fields}
 
     # -- keys -----------------------------------------------------------------------------
 
@@ -96,9 +103,17 @@ class Stage:
 
     def error_row(self, seq: int, line: int, raw: dict[str, str]) -> tuple[Any, ...]:
         """Only the key fields of a row in error, normalised as the validators would."""
-        return (seq, line, True, True, *(_readable_key(name, raw.get(name))
-                                    if name in self._key_fields else None
-                                    for name in self.fields))
+        return (seq, line, True, True, *(self._readable_key(name, raw.get(name))
+                                         if name in self._key_normalisers else None
+                                         for name in self.fields))
+
+    def _readable_key(self, name: str, value: str | None) -> Any:
+        if value is None:
+            return None
+        try:
+            return self._key_normalisers[name](value)
+        except ValidationError:
+            return value  # unreadable as a key: it protects nothing, and matches nothing
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -131,8 +146,9 @@ class Stage:
         self.table.drop(connection, checkfirst=True)
 
 
-def _readable_key(name: str, value: str | None) -> str | None:
-    return value.lower() if value is not None and name == "email" else value
+def _annotation(field: FieldInfo) -> Any:
+    """A row-model field's full type (pydantic keeps ``Annotated`` validators apart)."""
+    return Annotated[field.annotation, *field.metadata] if field.metadata else field.annotation
 
 
 def _copy(connection: Connection, table: Table, rows: Iterable[Sequence[Any]]) -> None:

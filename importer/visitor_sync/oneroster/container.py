@@ -117,8 +117,7 @@ class _Roster:
                     raise FileRejected.all_of([
                         ("missing_column", f"the required column {column!r} is missing from "
                          f"{name}", table.header_line, column) for column in missing])
-                yield ((line, {header: cell.strip() for header, cell in zip(
-                    headers, cells, strict=False)}) for line, cells in table.rows())
+                yield ((line, _row(headers, cells)) for line, cells in table.rows())
         except FileRejected as rejected:
             rejected.file = label
             raise
@@ -328,6 +327,14 @@ class _Roster:
         if row.get("status", "").lower() == "tobedeleted":
             return "0"
         return row.get("enableduser", "") or "1"
+
+
+def _row(headers: list[str], cells: list[str]) -> dict[str, str]:
+    """A row by header; a short row's missing cells are empty (they fail validation as
+    missing values instead of failing the whole zip)."""
+    row = dict.fromkeys(headers, "")
+    row.update((header, cell.strip()) for header, cell in zip(headers, cells, strict=False))
+    return row
 
 
 def _present(values: dict[str, str]) -> dict[str, str]:

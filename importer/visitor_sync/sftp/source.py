@@ -42,7 +42,7 @@ from paramiko.sftp_file import SFTPFile
 from visitor_sync.filetypes import is_temporary
 from visitor_sync.sftp.server import HELD_DIRECTORY
 from visitor_sync.sources import HELD_DIRECTORY as HELD_LOCATION_PREFIX
-from visitor_sync.sources import FileChanged, SourceFile
+from visitor_sync.sources import FileChanged, SourceFile, SourceUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class SftpError(Exception):
     """The SFTP drop box could not be used (the run cannot go on)."""
 
 
-class SftpUnavailable(SftpError):
+class SftpUnavailable(SftpError, SourceUnavailable):
     """No usable connection: refused, timed out, dropped, or the server was not trusted."""
 
 
