@@ -15,7 +15,7 @@ from email.utils import format_datetime, make_msgid, parseaddr
 from pathlib import Path
 
 from visitor_sync.issues import Issue, Severity
-from visitor_sync.report import errors_csv
+from visitor_sync.report import aligned, errors_csv
 from visitor_sync.summary import FileOutcome, FileStatus, ImportSummary, RunResult
 
 SENDER = "visitor-sync <no-reply@visitor-sync.invalid>"
@@ -164,7 +164,7 @@ def _more_note(listed: list[Issue], total: int) -> str | None:
 def _report_text(summary: ImportSummary, name: str, listed: list[Issue], total: int) -> str:
     lines = [f"{name}: import {summary.result.value}", "", _INTRO[summary.result], ""]
     if summary.files:
-        lines += _aligned([_FILE_HEADINGS, *map(_file_row, summary.files)])
+        lines += aligned([_FILE_HEADINGS, *map(_file_row, summary.files)])
     else:
         lines.append("No files were waiting in the drop box.")
     for outcome in summary.files:
@@ -172,7 +172,7 @@ def _report_text(summary: ImportSummary, name: str, listed: list[Issue], total: 
             lines += ["", f"{outcome.file} is held: {outcome.held_reason}"]
     if listed:
         lines += ["", f"{_issues_heading(summary)}:", ""]
-        lines += _aligned([_ERROR_HEADINGS, *map(_error_row, listed)])
+        lines += aligned([_ERROR_HEADINGS, *map(_error_row, listed)])
     note = _more_note(listed, total)
     if note:
         lines += ["", note]
@@ -180,13 +180,6 @@ def _report_text(summary: ImportSummary, name: str, listed: list[Issue], total: 
               else "The attached errors.csv is empty: nothing needs fixing.",
               "", f"Run {summary.run_id}, finished {summary.finished_at:%Y-%m-%d %H:%M} UTC."]
     return "\n".join(lines) + "\n"
-
-
-def _aligned(rows: list[tuple[str, ...]]) -> list[str]:
-    """Rows as space-aligned columns (the last column, e.g. a reason, is not padded)."""
-    widths = [max(len(row[index]) for row in rows) for index in range(len(rows[0]) - 1)]
-    return ["  ".join([*(cell.ljust(width) for cell, width in zip(row, widths, strict=False)),
-                       row[-1]]).rstrip() for row in rows]
 
 
 def _e(value: object) -> str:

@@ -7,27 +7,22 @@ import io
 from collections.abc import Iterable
 
 from visitor_sync.issues import Issue
-from visitor_sync.summary import ImportSummary
+from visitor_sync.summary import COUNT_FIELDS, ImportSummary
 
 #: Characters that make a spreadsheet treat a cell as a formula (CSV injection).
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-_COUNT_COLUMNS = ("rows_read", "created", "updated", "unchanged", "deactivated",
-                  "rejected_rows", "errors", "warnings")
 
 
 def render_text(summary: ImportSummary, issues_per_file: int = 10) -> str:
     """The run as a table of files and counts, then each file's first issues."""
-    headings = ("file", "type", "status", *(name.replace("_rows", "") for name in _COUNT_COLUMNS))
+    headings = ("file", "type", "status", *(name.replace("_rows", "") for name in COUNT_FIELDS))
     rows = [(outcome.file, outcome.type or "-", outcome.status.value,
-             *(f"{getattr(outcome, name):,}" for name in _COUNT_COLUMNS))
+             *(f"{getattr(outcome, name):,}" for name in COUNT_FIELDS))
             for outcome in summary.files]
-    widths = [max(len(str(cell)) for cell in column) for column in zip(headings, *rows,
-                                                                       strict=False)]
     lines = [f"district {summary.district_id} run {summary.run_id}: {summary.result.value} "
              f"({len(summary.files)} file(s), {summary.errors:,} error(s))"]
     if rows:
-        lines += ["", *("  ".join(str(cell).ljust(width) for cell, width in zip(
-            row, widths, strict=True)).rstrip() for row in (headings, *rows))]
+        lines += ["", *aligned([headings, *rows])]
     for outcome in summary.files:
         if outcome.held_reason:
             lines += ["", f"{outcome.file} is held: {outcome.held_reason}"]
@@ -46,6 +41,13 @@ def render_text(summary: ImportSummary, issues_per_file: int = 10) -> str:
                   if summary.invitations_failed else "")
         lines.append(f"invitations: {summary.invitations_sent:,} delivered{failed}")
     return "\n".join(lines)
+
+
+def aligned(rows: list[tuple[str, ...]]) -> list[str]:
+    """Rows as space-aligned columns (the last column, e.g. a reason, is not padded)."""
+    widths = [max(len(row[index]) for row in rows) for index in range(len(rows[0]) - 1)]
+    return ["  ".join([*(cell.ljust(width) for cell, width in zip(row, widths, strict=False)),
+                       row[-1]]).rstrip() for row in rows]
 
 
 def describe(issue: Issue) -> str:

@@ -15,6 +15,9 @@ from pydantic import BaseModel, Field
 from visitor_sync.issues import Issue
 
 TERMINATION_MESSAGE_LIMIT = 4096
+#: The per-file counts, in the order reports show them.
+COUNT_FIELDS = ("rows_read", "created", "updated", "unchanged", "deactivated", "rejected_rows",
+                "errors", "warnings")
 
 
 class FileStatus(enum.StrEnum):
@@ -100,9 +103,8 @@ class ImportSummary(BaseModel):
         return sum(outcome.errors for outcome in self.files)
 
     def totals(self) -> dict[str, int]:
-        keys = ("rows_read", "created", "updated", "unchanged", "deactivated", "rejected_rows",
-                "errors", "warnings")
-        return {key: sum(getattr(outcome, key) for outcome in self.files) for key in keys}
+        return {key: sum(getattr(outcome, key) for outcome in self.files)
+                for key in COUNT_FIELDS}
 
     def termination_message(self) -> str:
         """The summary as JSON under 4 KiB: issues are trimmed first, then trailing files."""
