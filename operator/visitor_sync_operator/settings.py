@@ -1,0 +1,57 @@
+"""Operator settings: from ``VISITOR_SYNC_*`` environment variables or ``visitor-sync operator`` flags.
+
+Deployment-wide choices (images, where the database and SMTP credentials are,
+the metrics port) live here; per-district choices live in the DistrictSync
+spec. Secrets are referenced by name, never held: the importer Jobs read them
+in the district's namespace.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from visitor_sync.notify import SmtpSecurity
+
+DEFAULT_IMAGE = "ghcr.io/visitoraware/visitor-sync:0.1.0"
+DEFAULT_SFTP_IMAGE = "ghcr.io/visitoraware/visitor-sync-sftp:0.1.0"
+
+
+class SmtpServer(BaseModel):
+    """The SMTP server importer Jobs send reports through (no password here)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = Field(min_length=1)
+    port: int | None = Field(None, gt=0, lt=65536)
+    security: SmtpSecurity = SmtpSecurity.STARTTLS
+    sender: str = Field(min_length=3)
+    username: str | None = None
+    #: Secret (in each district's namespace) whose ``password`` key is the SMTP password
+    password_secret: str | None = None
+
+
+class OperatorSettings(BaseSettings):
+    """Everything the operator needs to know about its deployment."""
+
+    model_config = SettingsConfigDict(env_prefix="VISITOR_SYNC_", env_nested_delimiter="__",
+                                      extra="ignore", frozen=True)
+
+    namespaces: list[str] = Field(
+        default_factory=list, description="Namespaces (or glob patterns) to watch; empty "
+        "watches the whole cluster.")
+    image: str = Field(DEFAULT_IMAGE, description="Image of the importer Jobs (this project's).")
+    sftp_image: str = Field(DEFAULT_SFTP_IMAGE, description="Image of the SFTP servers.")
+    image_pull_policy: str = Field("IfNotPresent", pattern="^(Always|IfNotPresent|Never)$")
+    database_secret: str = Field(
+        "visitor-sync-database", description="Default Secret, in each district's namespace, "
+        "with the SQLAlchemy database URL (overridable per district).")
+    database_secret_key: str = Field("url", description="Key of the URL in that Secret.")
+    smtp: SmtpServer | None = Field(None, description="SMTP server for reports and "
+                                    "invitations; none: e-mails are not sent.")
+    metrics_port: int = Field(8080, gt=0, lt=65536, description="Port of /metrics.")
+    health_port: int = Field(8081, gt=0, lt=65536,
+                             description="Port of kopf's liveness endpoint /healthz.")
+    resync_seconds: float = Field(
+        300, gt=0, description="How often every district is checked for drift (deleted or "
+        "hand-edited children, pause windows starting or ending).")
