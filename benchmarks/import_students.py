@@ -25,9 +25,8 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from visitor_sync.samples import STUDENT_HEADER, student_rows, write_csv
-
 from tests.support.postgres import PostgresServer
+from visitor_sync.samples import STUDENT_HEADER, student_rows, write_csv
 
 TARGETS = {"initial import": 5.0, "unchanged re-import": 3.0}
 RSS_LIMIT_MB = 300

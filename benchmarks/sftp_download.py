@@ -24,9 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from visitor_sync.sftp.source import SftpCredentials, SftpSource, SftpTarget
-
 from tests.support.sshd import Accounts, SftpServer, server_base, sweep_stale
+from visitor_sync.sftp.source import SftpCredentials, SftpSource, SftpTarget
 
 TARGET_RATIO = 0.5
 

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from visitor_sync.cli import main
 
 from tests.support.runs import csv_bytes, database, issues, make_inbox, run_import, table_rows
+from visitor_sync.cli import main
 
 HEADER = ("Student ID", "First Name", "Last Name", "Date of Birth", "Grade", "School ID",
           "Homeroom", "Active")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from pydantic_core import PydanticCustomError
+
 from visitor_sync import formatdoc
 from visitor_sync.config import ImportConfig, Limits
 from visitor_sync.filetypes import FILE_TYPES

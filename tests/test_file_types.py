@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine
-from visitor_sync.db.schema import KEY_SEPARATOR, Base
 
 from tests.support.runs import (
     csv_bytes,
@@ -28,6 +27,7 @@ from tests.support.runs import (
     table_rows,
     write,
 )
+from visitor_sync.db.schema import KEY_SEPARATOR, Base
 
 ROSTER_HEADER = ("Student ID", "First Name", "Last Name", "Date of Birth", "Grade", "School ID",
                  "School Name")

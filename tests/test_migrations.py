@@ -2,6 +2,7 @@
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+
 from visitor_sync.db.database import connect, is_current, migrate
 from visitor_sync.db.schema import Base
 

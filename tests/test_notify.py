@@ -25,6 +25,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import Engine, select
+
+from tests.support.runs import DISTRICT, database, issues, make_config, make_importer, write
+from tests.support.smtp import Certificates, SmtpServer, make_certificates, start_server
 from visitor_sync.cli import main
 from visitor_sync.db.schema import ImportRun, Invitation
 from visitor_sync.issues import Issue, Severity
@@ -38,9 +41,6 @@ from visitor_sync.notify import (
 )
 from visitor_sync.report import csv_safe
 from visitor_sync.summary import FileOutcome, FileStatus, ImportSummary, ReportEmail, RunResult
-
-from tests.support.runs import DISTRICT, database, issues, make_config, make_importer, write
-from tests.support.smtp import Certificates, SmtpServer, make_certificates, start_server
 
 NAME = "<script>alert('x')</script> & Sons ISD"
 SENDER = "Visitor Sync <no-reply@visitor-sync.test>"

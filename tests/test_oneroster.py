@@ -25,13 +25,13 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import Engine, select
-from visitor_sync.cli import main
-from visitor_sync.db.schema import KEY_SEPARATOR, Base, HeldFile
-from visitor_sync.summary import ImportSummary
 
 from tests.support import runs
 from tests.support.oneroster import Roster, Row, symlink, write_bomb, write_zip
 from tests.support.runs import database, issues, make_inbox, run_import, table_rows, write
+from visitor_sync.cli import main
+from visitor_sync.db.schema import KEY_SEPARATOR, Base, HeldFile
+from visitor_sync.summary import ImportSummary
 
 ZIP = "OneRoster.zip"
 USERS = f"{ZIP}:users.csv"

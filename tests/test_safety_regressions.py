@@ -2,9 +2,8 @@
 
 import zipfile
 
-from visitor_sync.summary import FileStatus
-
 from tests.support.runs import database, issues, make_inbox, outcome, run_import, table_rows, write
+from visitor_sync.summary import FileStatus
 
 STUDENTS = ("Student ID", "First Name", "Last Name", "Date of Birth", "Grade", "School ID")
 BUS = ("Student ID", "School ID", "Route", "Direction", "Stop Time")

@@ -23,6 +23,16 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import ValidationError
+
+from tests.support.sshd import (
+    ENTRYPOINT,
+    Accounts,
+    ClientKey,
+    SftpServer,
+    free_port,
+    host_keys,
+    server_base,
+)
 from visitor_sync.sftp.credentials import (
     ALPHABET,
     DIGITS,
@@ -47,16 +57,6 @@ from visitor_sync.sftp.server import (
     SshdSettings,
     entrypoint_environment,
     render_sshd_config,
-)
-
-from tests.support.sshd import (
-    ENTRYPOINT,
-    Accounts,
-    ClientKey,
-    SftpServer,
-    free_port,
-    host_keys,
-    server_base,
 )
 
 #: What Debian 12's OpenSSH adds to every key exchange offer since the Terrapin fix

@@ -23,6 +23,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
+
+from tests.support.runs import csv_bytes, database, make_config, table_rows
+from tests.support.sshd import SftpServer, free_port
 from visitor_sync.cli import EXIT_UNAVAILABLE, main
 from visitor_sync.db.schema import HeldFile, ImportFileResult, ImportRun
 from visitor_sync.pipeline import Importer
@@ -43,9 +46,6 @@ from visitor_sync.sftp.source import (
 )
 from visitor_sync.sources import FileChanged, SourceFile, held_location
 from visitor_sync.summary import FileStatus
-
-from tests.support.runs import csv_bytes, database, make_config, table_rows
-from tests.support.sshd import SftpServer, free_port
 
 
 def roster(count: int, start: int = 1) -> bytes:

@@ -19,6 +19,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import Engine, Row, insert, select, text, update
+
+from tests.support.runs import DISTRICT, make_importer, open_database, run_import, write
+from tests.support.runs import outcome as outcome_of
 from visitor_sync.cli import EXIT_BUSY, main
 from visitor_sync.db.schema import (
     KEY_SEPARATOR,
@@ -29,13 +32,10 @@ from visitor_sync.db.schema import (
     ImportRun,
     Invitation,
 )
-from visitor_sync.locking import DistrictBusy
+from visitor_sync.locking import DistrictBusy, district_lock
 from visitor_sync.pipeline import ALL_HELD, stored_issues
 from visitor_sync.sources import LocalFolderSource, SourceFile
 from visitor_sync.summary import FileOutcome, FileStatus, ImportSummary, RunResult
-
-from tests.support.runs import DISTRICT, make_importer, open_database, run_import, write
-from tests.support.runs import outcome as outcome_of
 
 STUDENT_HEADER = ("Student ID", "First Name", "Last Name", "Date of Birth", "Grade",
                   "School ID", "School Name", "Active")
@@ -451,11 +451,20 @@ def _approve_with_cli(engine: Engine, db_url: str, inbox: Path,
     return cli_summary(db_url, inbox, *options)
 
 
+def _approve_in_config(engine: Engine, db_url: str, inbox: Path,
+                       approval: str) -> ImportSummary:
+    """As the operator does: the run id in the mounted ImportConfig."""
+    config = inbox.parent / "import-config.json"
+    config.write_text(json.dumps({"district_id": DISTRICT, "approve_held_run": approval}))
+    return cli_summary(db_url, inbox, "--config", str(config))
+
+
 @pytest.mark.parametrize(("approve", "by_run_id"), [
     pytest.param(_approve_with_importer, True, id="importer-run-id"),
     pytest.param(_approve_with_importer, False, id="importer-all"),
     pytest.param(_approve_with_cli, True, id="cli-run-id"),
     pytest.param(_approve_with_cli, False, id="cli-bare-flag-means-all"),
+    pytest.param(_approve_in_config, True, id="config-run-id"),
 ])
 def test_approved_held_file_is_applied_and_cleared(
         engine: Engine, db_url: str, inbox: Path, held_run: Held, approve: Any,
@@ -474,6 +483,46 @@ def test_approved_held_file_is_applied_and_cleared(
     assert not (inbox / "held" / held_id).exists()
     active = {key for key, record in records(engine, "students").items() if record["active"]}
     assert active == {f"S{number:03d}" for number in range(1, 9)}
+
+
+def test_summary_counts_the_held_backlog(engine: Engine, inbox: Path, held_run: Held) -> None:
+    held_at = held_rows(engine)[0].held_at
+    assert (held_run.summary.held_pending, held_run.summary.oldest_held_at is not None) == (
+        1, True)
+
+    later = run_import(engine, inbox)
+    assert (later.held_pending, later.oldest_held_at.replace(tzinfo=None)) == (
+        1, held_at.replace(tzinfo=None))
+
+    approved = run_import(engine, inbox, approve_held=ALL_HELD)
+    assert (approved.held_pending, approved.oldest_held_at) == (0, None)
+
+
+def test_termination_log_holds_the_compact_summary(db_url: str, inbox: Path,
+                                                   tmp_path: Path) -> None:
+    write(inbox, "students.csv", STUDENT_HEADER, roster())
+    log = tmp_path / "termination-log"
+    printed = cli_summary(db_url, inbox, "--termination-log", str(log))
+
+    written = ImportSummary.model_validate_json(log.read_text())
+    assert written.run_id == printed.run_id
+    assert written.result is RunResult.SUCCESS
+    assert [(f.file, f.created) for f in written.files] == [("students.csv", 10)]
+
+
+def test_termination_log_says_why_a_run_could_not_happen(db_url: str, inbox: Path,
+                                                         tmp_path: Path) -> None:
+    engine = open_database(db_url)
+    log = tmp_path / "termination-log"
+    engine.dispose()  # the CLI migrates the database; the lock table must exist first
+    assert cli_import(db_url, inbox).exit_code == 0
+    engine = open_database(db_url)
+    with district_lock(engine, DISTRICT, "another-run"):
+        result = cli_import(db_url, inbox, "--termination-log", str(log))
+    engine.dispose()
+
+    assert result.exit_code == EXIT_BUSY
+    assert log.read_text() == f"another import of district {DISTRICT!r} is running"
 
 
 def test_newer_upload_supersedes_a_pending_held_file(

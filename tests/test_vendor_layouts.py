@@ -23,13 +23,13 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import Engine
+
+from tests.support import runs
+from tests.support.runs import database, issues, make_inbox, outcome, run_import, table_rows, write
 from visitor_sync.cli import main
 from visitor_sync.db.schema import KEY_SEPARATOR, Base
 from visitor_sync.filetypes import FILE_TYPES
 from visitor_sync.summary import ImportSummary
-
-from tests.support import runs
-from tests.support.runs import database, issues, make_inbox, outcome, run_import, table_rows, write
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "formats.md"
 

@@ -7,6 +7,7 @@ import logging
 import sys
 import tempfile
 from pathlib import Path
+from typing import NoReturn
 
 import click
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
@@ -22,7 +23,7 @@ from visitor_sync.samples import write_district
 from visitor_sync.sftp.factory import SourceConfigError, open_source
 from visitor_sync.sftp.source import SftpUnavailable
 from visitor_sync.sources import FileList, LocalFolderSource
-from visitor_sync.summary import ImportSummary
+from visitor_sync.summary import TERMINATION_MESSAGE_LIMIT, ImportSummary
 
 #: Exit status when another run holds the district (EX_TEMPFAIL: try again later).
 EXIT_BUSY = 75
@@ -123,11 +124,15 @@ def validate(output: str, files: tuple[Path, ...]) -> None:
               help="Report e-mail recipient, besides the configured notifications.recipients.")
 @click.option("--format", "output", type=click.Choice(["text", "json"]), default="text",
               show_default=True)
+@click.option("--termination-log", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the summary (compact JSON under 4 KiB) here, or why the run "
+                   "could not happen; in a Job: /dev/termination-log, read by the operator.")
 def import_(district_id: str | None, source: str, sftp_key: Path | None,
             sftp_password_file: Path | None, known_hosts: Path | None, db_url: str,
             config_file: Path | None, quiet_period: int | None,
             max_deactivate_percent: float | None, approve_held: str | None,
-            outbox: Path | None, recipients: tuple[str, ...], output: str) -> None:
+            outbox: Path | None, recipients: tuple[str, ...], output: str,
+            termination_log: Path | None) -> None:
     """Import the files waiting in a district's inbox.
 
     Afterwards the report and pending invitations are e-mailed (SMTP settings from
@@ -143,6 +148,8 @@ def import_(district_id: str | None, source: str, sftp_key: Path | None,
                  "max_deactivate_percent": max_deactivate_percent}
     settings.update({key: value for key, value in overrides.items() if value is not None})
     config = ImportConfig.model_validate(settings)
+    if approve_held is None:
+        approve_held = config.approve_held_run
     try:
         smtp = SmtpSettings.from_env()
     except SmtpSettingsError as error:
@@ -157,15 +164,23 @@ def import_(district_id: str | None, source: str, sftp_key: Path | None,
     except SourceConfigError as error:
         raise click.UsageError(str(error)) from error
     except DistrictBusy as busy:
-        click.echo(f"visitor-sync: {busy}", err=True)
-        sys.exit(EXIT_BUSY)
+        _give_up(f"{busy}", EXIT_BUSY, termination_log)
     except SftpUnavailable as error:
-        click.echo(f"visitor-sync: SFTP unavailable: {error}", err=True)
-        sys.exit(EXIT_UNAVAILABLE)
+        _give_up(f"SFTP unavailable: {error}", EXIT_UNAVAILABLE, termination_log)
     summary = notify(engine, summary, config, smtp=smtp, outbox=outbox, recipients=recipients)
     _report(summary, output)
+    if termination_log is not None:
+        termination_log.write_text(summary.termination_message(), encoding="utf-8")
     if summary.infrastructure_failed:
         sys.exit(EXIT_INFRASTRUCTURE)
+
+
+def _give_up(reason: str, status: int, termination_log: Path | None) -> NoReturn:
+    """Stop a run that could not happen, saying why on stderr and in the termination log."""
+    click.echo(f"visitor-sync: {reason}", err=True)
+    if termination_log is not None:
+        termination_log.write_text(reason[:TERMINATION_MESSAGE_LIMIT], encoding="utf-8")
+    sys.exit(status)
 
 
 def _report(summary: ImportSummary, output: str) -> None:

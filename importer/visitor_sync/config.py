@@ -77,6 +77,10 @@ class ImportConfig(BaseModel):
     accepted_types: list[str] | None = Field(
         None, description="File types this district may send (default: all); a kind "
                           "such as 'students' accepts its vendor layouts too.")
+    approve_held_run: str | None = Field(
+        None, max_length=36, pattern=r"^[A-Za-z0-9-]+$",
+        description="Run id whose held files the run applies (the operator sets it from the "
+                    "approve-held annotation; approving a run twice is harmless).")
     limits: Limits = Field(default_factory=Limits)
     notifications: Notifications = Field(
         default_factory=Notifications,

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol, cast
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from visitor_sync import checks
@@ -145,14 +145,25 @@ class Importer:
                 heartbeat(self.engine, self.district_id, self.run_id)
             outcomes += [FileOutcome(file=name, status=FileStatus.WAITING)
                          for name in self.waiting]
+            held_pending, oldest_held_at = self._held_backlog()
             summary = ImportSummary(run_id=self.run_id, district_id=self.district_id,
                                     result=run_result(outcomes), started_at=started,
-                                    finished_at=datetime.now(UTC), files=outcomes)
+                                    finished_at=datetime.now(UTC), files=outcomes,
+                                    held_pending=held_pending, oldest_held_at=oldest_held_at)
             with self.engine.begin() as connection:
                 connection.execute(update(ImportRun).where(ImportRun.id == self.run_id).values(
                     finished_at=summary.finished_at, result=summary.result.value,
                     summary=summary.model_dump(mode="json")))
         return summary
+
+    def _held_backlog(self) -> tuple[int, datetime | None]:
+        """How many held files still wait for approval after this run, and since when."""
+        with self.engine.connect() as connection:
+            count, oldest = connection.execute(
+                select(func.count(), func.min(HeldFile.held_at))
+                .where(HeldFile.district_id == self.district_id,
+                       HeldFile.state == "pending")).one()
+        return count, oldest.replace(tzinfo=UTC) if oldest and oldest.tzinfo is None else oldest
 
     def _ensure_district(self, now: datetime) -> None:
         with self.engine.connect() as connection:

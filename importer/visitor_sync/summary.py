@@ -85,6 +85,10 @@ class ImportSummary(BaseModel):
     invitations_sent: int = 0
     #: invitation e-mails that failed in this run (they stay queued for the next run)
     invitations_failed: int = 0
+    #: held files of the district still awaiting approval after this run (any run's)
+    held_pending: int = 0
+    #: when the oldest of them was held
+    oldest_held_at: datetime | None = None
 
     @property
     def needs_attention(self) -> bool:

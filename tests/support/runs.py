@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, select
+
 from visitor_sync.config import ImportConfig
 from visitor_sync.db.database import connect, migrate
 from visitor_sync.db.schema import Base

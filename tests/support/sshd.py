@@ -38,6 +38,7 @@ from types import TracebackType
 from typing import Any
 
 import paramiko
+
 from visitor_sync.sftp.credentials import generate_password
 from visitor_sync.sftp.keys import KeyPair, generate_key, known_hosts_line
 from visitor_sync.sftp.server import (
