@@ -1,4 +1,4 @@
-"""Operator settings: from ``VISITOR_SYNC_*`` environment variables or ``visitor-sync operator`` flags.
+"""Operator settings, from ``VISITOR_SYNC_*`` environment variables.
 
 Deployment-wide choices (images, where the database and SMTP credentials are,
 the metrics port) live here; per-district choices live in the DistrictSync

@@ -1,0 +1,269 @@
+"""What the operator does when something changes: named use cases, called by kopf.
+
+Level-triggered on purpose: every reconcile looks at the whole resource
+(spec, annotations, status) and the children as they are, so a missed event,
+a restart or a retry converges to the same state, and the periodic check
+repairs drift. Handlers are synchronous (kopf runs them in threads) because
+the Kubernetes client is; one lock per district keeps two of them from
+reconciling the same district at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from visitor_sync_operator.district import DISTRICT_LABEL, District, InvalidResource
+from visitor_sync_operator.kube import Kube, Refused
+from visitor_sync_operator.metrics import DistrictHealth, Metrics
+from visitor_sync_operator.provisioning import ROTATE_ANNOTATION, SftpState, provision
+from visitor_sync_operator.runs import (
+    APPROVE_ANNOTATION,
+    REPORTED_ANNOTATION,
+    RUN_REQUEST_ANNOTATION,
+    RunOutcome,
+    active_job,
+    describe,
+    finished,
+    importer_jobs,
+    read_outcome,
+    request_run,
+    status_after,
+)
+from visitor_sync_operator.schedule import schedule_at
+from visitor_sync_operator.settings import OperatorSettings
+from visitor_sync_operator.spec import API_VERSION, KIND
+from visitor_sync_operator.status import (
+    ConditionType,
+    condition_status,
+    now,
+    set_condition,
+    timestamp,
+)
+
+log = logging.getLogger(__name__)
+
+RUN_ID = re.compile(r"^[A-Za-z0-9-]{1,36}$")
+
+
+@dataclass
+class Operator:
+    """What every handler needs, kept in kopf's memo."""
+
+    settings: OperatorSettings
+    kube: Kube
+    metrics: Metrics
+    _locks: defaultdict[tuple[str, str], threading.Lock] = field(
+        default_factory=lambda: defaultdict(threading.Lock))
+    _locks_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def lock(self, namespace: str, name: str) -> threading.Lock:
+        with self._locks_lock:
+            return self._locks[(namespace, name)]
+
+
+def changed(status: dict[str, Any], wanted: dict[str, Any]) -> dict[str, Any]:
+    """The keys of ``wanted`` whose values differ from ``status`` (nothing: no write)."""
+    return {key: value for key, value in wanted.items() if status.get(key) != value}
+
+
+# -- reconciling a district ------------------------------------------------------------
+
+
+def reconcile(operator: Operator, body: dict[str, Any]) -> dict[str, Any]:
+    """Bring the district's children in line with its spec and annotations.
+
+    Returns the status fields that must change (empty when nothing did).
+    """
+    metadata, status = body.get("metadata", {}), dict(body.get("status") or {})
+    namespace, name = metadata.get("namespace", ""), metadata.get("name", "")
+    generation = metadata.get("generation")
+    with operator.lock(namespace, name):
+        try:
+            district = District.from_body(dict(body))
+        except (ValidationError, InvalidResource) as error:
+            return _stall(operator, body, status, "InvalidSpec", _spec_problems(error),
+                          generation)
+        annotations = dict(metadata.get("annotations") or {})
+        moment = now()
+        schedule = schedule_at(district, moment)
+        approval = _approval(annotations.get(APPROVE_ANNOTATION))
+        rotation = annotations.get(ROTATE_ANNOTATION)
+        rotate = bool(rotation) and rotation != status.get("lastHandledRotation")
+        try:
+            provisioned = provision(operator.kube, district, operator.settings, schedule,
+                                    approval, rotate)
+        except (Refused, ValueError) as error:
+            return _stall(operator, body, status, "ApplyFailed", str(error), generation)
+        if provisioned.written and status.get("observedGeneration") is not None:
+            kopf.info(body, reason="Reconciled",
+                      message="updated " + ", ".join(provisioned.written))
+        if rotate:
+            kopf.info(body, reason="CredentialsRotated", message="the district's SFTP "
+                      f"password was replaced (Secret {district.credentials_secret})")
+        wanted = _provisioned_status(district, provisioned.sftp, status, generation)
+        wanted |= {
+            "schedule": schedule.cron,
+            "nextRunTime": timestamp(schedule.next_run) if schedule.next_run else None,
+            "lastHandledApproval": approval or status.get("lastHandledApproval"),
+            "lastHandledRotation": rotation if rotate else status.get("lastHandledRotation"),
+        }
+        if schedule.reason:
+            wanted["conditions"] = set_condition(
+                wanted["conditions"], ConditionType.READY, provisioned.sftp.ready,
+                "Suspended" if provisioned.sftp.ready else "SFTPNotReady",
+                f"{provisioned.sftp.message}; scheduled runs do not start: {schedule.reason}",
+                generation)
+        wanted |= _run_request(operator, district, body, provisioned.cron_job)
+        return changed(status, wanted)
+
+
+def _provisioned_status(district: District, sftp: SftpState, status: dict[str, Any],
+                        generation: int | None) -> dict[str, Any]:
+    conditions = list(status.get("conditions") or [])
+    conditions = set_condition(conditions, ConditionType.STALLED, False, "Reconciled",
+                               "every child matches the spec", generation)
+    conditions = set_condition(conditions, ConditionType.SFTP_READY, sftp.ready,
+                               "ServerReady" if sftp.ready else "ServerNotReady", sftp.message,
+                               generation)
+    conditions = set_condition(conditions, ConditionType.READY, sftp.ready,
+                               "Ready" if sftp.ready else "SFTPNotReady",
+                               "the drop box is up and runs are scheduled" if sftp.ready
+                               else sftp.message, generation)
+    if condition_status(conditions, ConditionType.LAST_IMPORT_SUCCEEDED) is None:
+        conditions = set_condition(conditions, ConditionType.LAST_IMPORT_SUCCEEDED, None,
+                                   "NoRunYet", "no import has run yet", generation)
+    return {
+        "observedGeneration": generation,
+        "conditions": conditions,
+        "sftp": {
+            "endpoint": sftp.endpoint, "service": district.sftp_name,
+            "username": district.spec.sftp_username(),
+            "credentialsSecret": district.credentials_secret,
+            "hostKeyFingerprints": sftp.host_key_fingerprints,
+        },
+    }
+
+
+def _run_request(operator: Operator, district: District, body: dict[str, Any],
+                 cron_job: dict[str, Any]) -> dict[str, Any]:
+    """Start the run the annotation asks for, unless it was handled (echoed) already."""
+    status = body.get("status") or {}
+    token = (body.get("metadata", {}).get("annotations") or {}).get(RUN_REQUEST_ANNOTATION)
+    jobs = importer_jobs(operator.kube, district)
+    wanted: dict[str, Any] = {"activeJob": active_job(jobs)}
+    if not token or token == status.get("lastHandledRunRequest"):
+        return wanted
+    if request_run(operator.kube, district, cron_job, token, jobs):
+        kopf.info(body, reason="RunRequested", message=f"started an import for request {token}")
+        wanted["lastHandledRunRequest"] = token
+    else:
+        log.info("run request %s of %s/%s waits for Job %s", token, district.namespace,
+                 district.name, wanted["activeJob"])
+    return wanted
+
+
+def _approval(value: str | None) -> str | None:
+    return value.strip() if value and RUN_ID.match(value.strip()) else None
+
+
+def _spec_problems(error: Exception) -> str:
+    if isinstance(error, ValidationError):
+        return "invalid spec: " + "; ".join(
+            f"{'.'.join(str(part) for part in problem['loc']) or 'spec'}: {problem['msg']}"
+            for problem in error.errors(include_url=False))
+    return str(error)
+
+
+def _stall(operator: Operator, body: dict[str, Any], status: dict[str, Any], reason: str,
+           message: str, generation: int | None) -> dict[str, Any]:
+    """Say what to fix in the status and an Event; nothing is created or retried."""
+    conditions = set_condition(list(status.get("conditions") or []), ConditionType.STALLED,
+                               True, reason, message, generation)
+    conditions = set_condition(conditions, ConditionType.READY, False, reason, message,
+                               generation)
+    update = changed(status, {"conditions": conditions, "observedGeneration": generation})
+    if update:
+        kopf.warn(body, reason=reason, message=message[:1000])
+        operator.metrics.reconcile_errors.labels("reconcile", "permanent").inc()
+    return update
+
+
+# -- importer Jobs -----------------------------------------------------------------------
+
+
+def job_changed(operator: Operator, job: dict[str, Any]) -> None:
+    """Mirror a finished importer Job into its district's status, Events and metrics, once."""
+    metadata = job.get("metadata") or {}
+    if finished(job) is None or (metadata.get("annotations") or {}).get(REPORTED_ANNOTATION):
+        return
+    namespace, owner = metadata.get("namespace", ""), (metadata.get("labels") or {}).get(
+        DISTRICT_LABEL)
+    if not owner:
+        return
+    with operator.lock(namespace, owner):
+        parent = operator.kube.get(API_VERSION, KIND, namespace, owner)
+        if parent is not None:
+            _record(operator, parent, job)
+        operator.kube.patch("batch/v1", "Job", namespace, metadata["name"],
+                            {"metadata": {"annotations": {REPORTED_ANNOTATION: "true"}}})
+
+
+def _record(operator: Operator, parent: dict[str, Any], job: dict[str, Any]) -> None:
+    status = parent.get("status") or {}
+    name, namespace = parent["metadata"]["name"], parent["metadata"]["namespace"]
+    if (status.get("lastImport") or {}).get("job") == job["metadata"]["name"]:
+        return  # recorded before a restart; the annotation did not make it
+    outcome = read_outcome(operator.kube, job)
+    wanted = status_after(outcome, status, parent["metadata"].get("generation"))
+    if status.get("activeJob") == job["metadata"]["name"]:
+        wanted["activeJob"] = None
+    operator.kube.patch(API_VERSION, KIND, namespace, name, {"status": wanted}, status=True)
+    _count(operator, namespace, name, outcome)
+    reason, message = describe(outcome)
+    if outcome.result.value == "success":
+        kopf.info(parent, reason=reason, message=message)
+    else:
+        kopf.warn(parent, reason=reason, message=message)
+
+
+def _count(operator: Operator, namespace: str, name: str, outcome: RunOutcome) -> None:
+    if outcome.summary is None:
+        operator.metrics.record_crashed_run(namespace, name)
+    else:
+        operator.metrics.record_run(namespace, name, outcome.summary)
+
+
+# -- metrics of the fleet ----------------------------------------------------------------
+
+
+def health_of(body: dict[str, Any]) -> DistrictHealth:
+    """A district's gauges, from its resource's status."""
+    metadata, spec = body.get("metadata") or {}, body.get("spec") or {}
+    status = body.get("status") or {}
+    conditions = status.get("conditions") or []
+    ready = condition_status(conditions, ConditionType.READY) == "True"
+    reason = next((c.get("reason") for c in conditions if c.get("type") == "Ready"), None)
+    return DistrictHealth(
+        namespace=metadata.get("namespace", ""), name=metadata.get("name", ""),
+        district_id=str(spec.get("districtId", "")), ready=ready,
+        suspended=bool(spec.get("suspend")) or reason == "Suspended",
+        sftp_ready=condition_status(conditions, ConditionType.SFTP_READY) == "True",
+        consecutive_failed_runs=int(status.get("consecutiveFailedRuns") or 0),
+        held_files_pending=int(status.get("heldFilesPending") or 0),
+        oldest_held_file_time=_time(status.get("oldestHeldFileTime")),
+        last_successful_import_time=_time(status.get("lastSuccessfulImportTime")),
+        last_run_end_time=_time((status.get("lastImport") or {}).get("finishedAt")),
+        next_run_time=_time(status.get("nextRunTime")))
+
+
+def _time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None

@@ -1,0 +1,146 @@
+"""Wiring only: kopf handlers registered as thin shims over :mod:`handlers`.
+
+:func:`build_registry` makes a fresh registry per operator (tests run several),
+and :func:`run` starts kopf with the settings and the metrics server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import Any
+
+import kopf
+import kubernetes
+from prometheus_client import start_http_server
+
+from visitor_sync_operator.district import MANAGER
+from visitor_sync_operator.handlers import Operator, health_of, job_changed, reconcile
+from visitor_sync_operator.kube import Kube, Unavailable
+from visitor_sync_operator.metrics import Metrics
+from visitor_sync_operator.settings import OperatorSettings
+from visitor_sync_operator.spec import GROUP, PLURAL, VERSION
+
+log = logging.getLogger(__name__)
+
+#: Prefix of kopf's own annotations on DistrictSync resources.
+ANNOTATION_PREFIX = "sync.visitoraware.io"
+#: Seconds before kopf retries a handler that hit an unavailable API.
+RETRY_DELAY = 30
+OWNED = {"app.kubernetes.io/managed-by": MANAGER}
+
+
+def api_client() -> kubernetes.client.ApiClient:
+    """In-cluster credentials in a pod, the kubeconfig elsewhere."""
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        kubernetes.config.load_incluster_config()
+    else:
+        kubernetes.config.load_kube_config()
+    return kubernetes.client.ApiClient()
+
+
+def configure(kopf_settings: kopf.OperatorSettings) -> None:
+    """kopf's bookkeeping in our own annotations; Events say who wrote them."""
+    kopf_settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+        prefix=ANNOTATION_PREFIX)
+    kopf_settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=ANNOTATION_PREFIX, key="last-handled-configuration")
+    kopf_settings.posting.reporting_component = MANAGER
+    kopf_settings.posting.level = logging.INFO
+    kopf_settings.watching.server_timeout = 300
+    kopf_settings.watching.client_timeout = 330
+    kopf_settings.networking.request_timeout = 60
+    kopf_settings.execution.max_workers = 16
+
+
+def build_registry(settings: OperatorSettings, metrics: Metrics) -> kopf.OperatorRegistry:
+    registry = kopf.OperatorRegistry()
+
+    @kopf.on.startup(registry=registry)
+    def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+        configure(settings)
+        memo.operator = Operator(operator_settings, Kube(api_client()), metrics)
+
+    operator_settings = settings
+
+    def reconciled(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, handler: str) -> None:
+        operator: Operator = memo.operator
+        try:
+            update = reconcile(operator, dict(body))
+        except Unavailable as error:
+            operator.metrics.reconcile_errors.labels(handler, "temporary").inc()
+            raise kopf.TemporaryError(str(error), delay=RETRY_DELAY) from error
+        if update:
+            patch.setdefault("status", {}).update(update)
+
+    @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry)
+    @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry)
+    @kopf.on.update(GROUP, VERSION, PLURAL, registry=registry)
+    def changed(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+        reconciled(body, patch, memo, "changed")
+
+    @kopf.timer(GROUP, VERSION, PLURAL, interval=settings.resync_seconds,
+                initial_delay=settings.resync_seconds, registry=registry)
+    def resync(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+        """Repairs drift (deleted or edited children) and opens or closes pause windows."""
+        reconciled(body, patch, memo, "resync")
+
+    @kopf.on.event("apps", "v1", "deployments", labels=OWNED, registry=registry)
+    def sftp_server_changed(body: kopf.Body, memo: kopf.Memo, type: str | None,
+                            **_: Any) -> None:
+        """The server's readiness moves SFTPReady and Ready at once, not at the next resync."""
+        operator: Operator = memo.operator
+        try:
+            parent = _parent(operator, body)
+            update = reconcile(operator, parent) if parent and type else None
+            if parent and update:
+                metadata = parent["metadata"]
+                operator.kube.patch(f"{GROUP}/{VERSION}", "DistrictSync",
+                                    metadata["namespace"], metadata["name"],
+                                    {"status": update}, status=True)
+        except Unavailable as error:
+            operator.metrics.reconcile_errors.labels("sftp", "temporary").inc()
+            log.warning("could not update the SFTP status yet: %s", error)
+
+    @kopf.on.event("batch", "v1", "jobs", labels=OWNED, registry=registry)
+    def importer_job_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        operator: Operator = memo.operator
+        try:
+            job_changed(operator, dict(body))
+        except Unavailable as error:
+            operator.metrics.reconcile_errors.labels("job", "temporary").inc()
+            log.warning("could not record Job %s yet: %s", body.get("metadata", {}).get("name"),
+                        error)
+
+    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
+    def district_seen(body: kopf.Body, memo: kopf.Memo, type: str | None, **_: Any) -> None:
+        """Keeps the fleet's gauges in step with every resource's status."""
+        operator: Operator = memo.operator
+        metadata = body.get("metadata", {})
+        if type == "DELETED":
+            operator.metrics.fleet.forget(metadata.get("namespace", ""), metadata.get("name"))
+        else:
+            operator.metrics.fleet.update(health_of(dict(body)))
+
+    return registry
+
+
+def _parent(operator: Operator, child: kopf.Body) -> dict[str, Any] | None:
+    metadata = child.get("metadata", {})
+    for owner in metadata.get("ownerReferences") or []:
+        if owner.get("kind") == "DistrictSync" and owner.get("controller"):
+            return operator.kube.get(f"{GROUP}/{VERSION}", "DistrictSync",
+                                     metadata.get("namespace", ""), owner["name"])
+    return None
+
+
+def run(settings: OperatorSettings, *, verbose: bool = False) -> None:
+    """Run the operator until it is stopped (SIGTERM or SIGINT)."""
+    metrics = Metrics()
+    start_http_server(settings.metrics_port, registry=metrics.registry)
+    registry = build_registry(settings, metrics)
+    asyncio.run(kopf.operator(
+        registry=registry, standalone=True, clusterwide=not settings.namespaces,
+        namespaces=settings.namespaces,
+        liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz"))
