@@ -123,7 +123,8 @@ class Fleet(Collector):
             "oldest_held": gauge("oldest_held_file_timestamp_seconds", "When the oldest "
                                  "pending held file was held (absent when none)."),
             "last_success": gauge("last_successful_import_timestamp_seconds", "End of the "
-                                  "last run whose result was success (absent before one)."),
+                                  "last run that imported: result success or partial "
+                                  "(absent before one)."),
             "last_run": gauge("last_run_timestamp_seconds", "End of the last finished run."),
             "next_run": gauge("next_run_timestamp_seconds", "Next scheduled run (absent while "
                               "suspended)."),

@@ -176,6 +176,7 @@ def status_after(outcome: RunOutcome, status: dict[str, Any],
         patch["heldFilesPending"] = summary.held_pending
         patch["oldestHeldFileTime"] = (timestamp(summary.oldest_held_at)
                                        if summary.oldest_held_at else None)
-    if outcome.result is RunResult.SUCCESS:
+    if succeeded:
+        # A partial run imported what was valid: the district's data is current.
         patch["lastSuccessfulImportTime"] = timestamp(outcome.finished_at)
     return patch
