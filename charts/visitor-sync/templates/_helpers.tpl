@@ -1,0 +1,96 @@
+{{/*
+Names and labels shared by every template.
+*/}}
+
+{{/* The chart's name, overridable. */}}
+{{- define "visitor-sync.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Release-scoped base name of the operator's objects (63 characters at most). */}}
+{{- define "visitor-sync.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else if contains (include "visitor-sync.name" .) .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name (include "visitor-sync.name" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{/* The labels of the operator's pod, Deployment selector and metrics Service selector. */}}
+{{- define "visitor-sync.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "visitor-sync.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: operator
+{{- end }}
+
+{{/* Labels on every object the chart makes. */}}
+{{- define "visitor-sync.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "visitor-sync.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: visitor-sync
+{{- end }}
+
+{{/* The ServiceAccount the operator runs as. */}}
+{{- define "visitor-sync.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "visitor-sync.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* An image reference from {repository, tag, digest}; the tag defaults to appVersion. */}}
+{{- define "visitor-sync.image" -}}
+{{- $image := index . 0 }}
+{{- $root := index . 1 }}
+{{- if $image.digest }}
+{{- printf "%s@%s" $image.repository $image.digest }}
+{{- else }}
+{{- printf "%s:%s" $image.repository (default $root.Chart.AppVersion $image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/*
+The operator's permissions: exactly operator/visitor_sync_operator/rbac.py RULES
+(tests/test_chart.py compares them, in both the ClusterRole and the Role mode).
+*/}}
+{{- define "visitor-sync.rules" -}}
+# The districts: watched, annotated by kopf's bookkeeping, status written.
+- apiGroups: ["sync.visitoraware.io"]
+  resources: ["districtsyncs"]
+  verbs: ["get", "list", "watch", "patch"]
+- apiGroups: ["sync.visitoraware.io"]
+  resources: ["districtsyncs/status"]
+  verbs: ["get", "patch"]
+# Children, applied idempotently (create when absent, patch what drifted).
+- apiGroups: [""]
+  resources: ["configmaps", "persistentvolumeclaims", "secrets", "services"]
+  verbs: ["get", "list", "watch", "create", "patch"]
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["get", "list", "watch", "create", "patch"]
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["get", "list", "watch", "create", "patch"]
+- apiGroups: ["batch"]
+  resources: ["cronjobs"]
+  verbs: ["get", "list", "watch", "create", "patch"]
+# Runs: Jobs started on request and marked once reported; pods read for the summary.
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["get", "list", "watch", "create", "patch"]
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "list"]
+# kopf posts Events about the districts.
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create"]
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create"]
+{{- end }}
