@@ -122,5 +122,15 @@ def test_fleet_gauges_and_run_counters_are_exported() -> None:
     assert value("visitor_sync_last_successful_import_timestamp_seconds") == FINISHED.timestamp()
     assert value("visitor_sync_district_info", district_id="springfield") == 1
 
-    metrics.fleet.forget("districts", "springfield")
-    assert b"visitor_sync_district_ready{" not in generate_latest(metrics.registry)
+    metrics.forget_district("districts", "springfield")
+    exported = generate_latest(metrics.registry).decode()
+    assert "springfield" not in exported
+
+
+def test_a_new_district_starts_its_run_counters_at_zero() -> None:
+    metrics = Metrics()
+    metrics.know_district("districts", "ogdenville")
+    exported = generate_latest(metrics.registry).decode()
+    for result in ("success", "partial", "held", "failed"):
+        assert (f'visitor_sync_runs_total{{district="ogdenville",namespace="districts",'
+                f'result="{result}"}} 0.0') in exported

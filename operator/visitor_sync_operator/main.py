@@ -118,9 +118,11 @@ def build_registry(settings: OperatorSettings, metrics: Metrics) -> kopf.Operato
         """Keeps the fleet's gauges in step with every resource's status."""
         operator: Operator = memo.operator
         metadata = body.get("metadata", {})
+        namespace, name = metadata.get("namespace", ""), metadata.get("name", "")
         if type == "DELETED":
-            operator.metrics.fleet.forget(metadata.get("namespace", ""), metadata.get("name"))
+            operator.metrics.forget_district(namespace, name)
         else:
+            operator.metrics.know_district(namespace, name)
             operator.metrics.fleet.update(health_of(dict(body)))
 
     return registry

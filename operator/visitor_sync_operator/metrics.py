@@ -28,7 +28,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from visitor_sync.summary import FileStatus, ImportSummary
+from visitor_sync.summary import FileStatus, ImportSummary, RunResult
 
 #: Per-file row outcomes counted in ``visitor_sync_rows_total``.
 ROW_OUTCOMES = ("created", "updated", "unchanged", "deactivated", "rejected")
@@ -38,6 +38,8 @@ DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
 UNKNOWN_TYPE = "unknown"
 
 DISTRICT_LABELS = ("namespace", "district")
+#: ``handler`` label values of ``visitor_sync_reconcile_errors_total``.
+HANDLERS = ("changed", "resync", "reconcile", "sftp", "job")
 
 
 @dataclass(frozen=True)
@@ -157,6 +159,25 @@ class Metrics:
             "visitor_sync_reconcile_errors", "Operator handler failures, by handler and "
             "whether kopf retries them (temporary) or gives up (permanent).",
             ["handler", "kind"], registry=self.registry)
+        for handler in HANDLERS:
+            for kind in ("temporary", "permanent"):
+                self.reconcile_errors.labels(handler, kind)
+
+    def know_district(self, namespace: str, district: str) -> None:
+        """Create the district's run series at 0, so ``increase()`` sees its first run."""
+        for result in RunResult:
+            self.runs.labels(namespace, district, result.value)
+
+    def forget_district(self, namespace: str, district: str) -> None:
+        """Drop a deleted district's series (label sets stay bounded by live districts)."""
+        self.fleet.forget(namespace, district)
+        for metric in (self.runs, self.rows, self.files, self.run_duration):
+            names = metric._labelnames  # no public getter in prometheus_client
+            label_sets = {tuple(sample.labels[name] for name in names)
+                          for family in metric.collect() for sample in family.samples}
+            for labels in label_sets:
+                if labels[:2] == (namespace, district):
+                    metric.remove(*labels)
 
     def record_run(self, namespace: str, district: str, summary: ImportSummary) -> None:
         """Count one finished run from its summary."""
