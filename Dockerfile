@@ -1,0 +1,41 @@
+# syntax=docker/dockerfile:1
+# The visitor-sync image: the operator (`visitor-sync operator`, the chart's Deployment)
+# and the importer (`visitor-sync import`, the Jobs the operator starts) in one.
+#
+#   docker build -t ghcr.io/visitoraware/visitor-sync:0.1.0 .
+#
+# Two stages: the first builds the project's wheel and installs it with its
+# dependencies into a virtualenv; the second is the plain Python base plus that
+# virtualenv, nothing else (no compiler, no pip cache, no source tree). Every
+# dependency ships manylinux wheels (psycopg[binary] brings its own libpq), so
+# nothing is compiled. docs/images.md says more; tests/test_images.py checks the
+# paths and commands named here.
+
+# An exact Python patch release on Debian 12. For reproducible builds pin its digest
+# too: --build-arg PYTHON_IMAGE=python:3.11.14-slim-bookworm@sha256:<digest>
+ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_ROOT_USER_ACTION=ignore
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY importer/ importer/
+COPY operator/ operator/
+RUN python -m pip wheel --no-deps --wheel-dir /wheels . \
+    && python -m venv /opt/visitor-sync \
+    && /opt/visitor-sync/bin/pip install /wheels/*.whl \
+    && /opt/visitor-sync/bin/pip uninstall -y pip setuptools \
+    && find /opt/visitor-sync -name __pycache__ -prune -exec rm -rf {} +
+
+FROM ${PYTHON_IMAGE}
+COPY --from=build /opt/visitor-sync /opt/visitor-sync
+ENV PATH=/opt/visitor-sync/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    HOME=/tmp
+# Any non-root uid works (the pods set it too); no user database entry is needed.
+# The chart's operator.runAsUser and the importer Jobs' runAsUser are this uid.
+USER 10001:10001
+WORKDIR /tmp
+ENTRYPOINT ["visitor-sync"]
+CMD ["--help"]
