@@ -1,0 +1,103 @@
+"""The README's kind walkthrough, step by step, through the Makefile's own targets.
+
+Build and load both images, install the demo PostgreSQL and the chart, declare the
+district, upload the sample files with sftp as the district would, request a run and
+wait for its result in the resource's status. Skipped unless a kind cluster made by
+`make kind-up` and a Docker engine are there (tests/e2e/conftest.py says which is
+missing). One test, because the steps only make sense in order and pytest-xdist may
+otherwise hand them to different workers.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.e2e.conftest import CONTEXT
+from tests.support.chart import ROOT
+from visitor_sync_operator.builders.importer import run_now_job_name
+from visitor_sync_operator.district import District
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
+
+EXAMPLE = yaml.safe_load((ROOT / "examples" / "district-kind.yaml").read_text())
+NAMESPACE = EXAMPLE["metadata"]["namespace"]
+NAME = EXAMPLE["metadata"]["name"]
+RELEASE_NAMESPACE = "visitor-sync-system"
+CLUSTER = CONTEXT.removeprefix("kind-")
+SAMPLES = ROOT / "build" / "kind-demo" / "inbox"
+
+
+def make(*targets: str, timeout: float = 900) -> None:
+    subprocess.run(["make", "-C", str(ROOT), f"CLUSTER={CLUSTER}", *targets], check=True,
+                   timeout=timeout)
+
+
+def kubectl(*args: str) -> str:
+    result = subprocess.run(["kubectl", "--context", CONTEXT, *args], check=True,
+                            capture_output=True, text=True, timeout=120)
+    return result.stdout
+
+
+def district() -> dict[str, Any]:
+    return json.loads(kubectl("-n", NAMESPACE, "get", "districtsync", NAME, "-o", "json"))
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float) -> Any:
+    """``check()``'s first truthy value, polled every 2 s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(2)
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def finished(job: str) -> str | None:
+    body = json.loads(kubectl("-n", NAMESPACE, "get", "job", job, "-o", "json"))
+    for condition in body.get("status", {}).get("conditions") or []:
+        if condition["type"] in ("Complete", "Failed") and condition["status"] == "True":
+            return str(condition["type"])
+    return None
+
+
+def test_walkthrough_from_a_clone_to_an_imported_district() -> None:
+    make("images", "postgres", "install")
+    kubectl("-n", RELEASE_NAMESPACE, "rollout", "status", "deployment/visitor-sync",
+            "--timeout=180s")
+
+    make("district")  # waits for condition Ready
+    status = district()["status"]
+    assert status["sftp"]["hostKeyFingerprints"], "the district cannot verify the server"
+    assert status["observedGeneration"] == district()["metadata"]["generation"]
+
+    make("upload")  # fails unless every file is listed on the server afterwards
+    uploaded = sorted(SAMPLES.glob("*.csv"))
+    # Files younger than the quiet period wait for the next run (still uploading).
+    time.sleep(EXAMPLE["spec"]["safety"]["quietPeriodSeconds"] + 2)
+
+    make("run")  # returns once status.lastHandledRunRequest echoes the token
+    body = district()
+    token = body["status"]["lastHandledRunRequest"]
+    job = run_now_job_name(District.from_body(body), token)
+    outcome = wait_for(f"Job {job} to finish", lambda: finished(job), timeout=600)
+    logs = kubectl("-n", NAMESPACE, "logs", f"job/{job}", "--tail=50")
+    assert outcome == "Complete", f"the import Job failed:\n{logs}"
+
+    last = wait_for("the run in the status", lambda: (
+        district()["status"].get("lastImport", {}).get("job") == job
+        and district()["status"]["lastImport"]), timeout=120)
+    # The samples carry deliberate mistakes (docs/formats.md): applied, with errors.
+    assert last["result"] == "partial", last["message"]
+    assert last["files"] == len(uploaded)
+    assert last["counts"]["students"]["rowsRead"] == 300
+    assert last["errors"] > 0
+    conditions = {c["type"]: c["status"] for c in district()["status"]["conditions"]}
+    assert conditions["Ready"] == "True" and conditions["SFTPReady"] == "True"
