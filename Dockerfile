@@ -24,11 +24,12 @@ COPY operator/ operator/
 RUN python -m pip wheel --no-deps --wheel-dir /wheels . \
     && python -m venv /opt/visitor-sync \
     && /opt/visitor-sync/bin/pip install /wheels/*.whl \
-    && /opt/visitor-sync/bin/pip uninstall -y pip setuptools \
-    && find /opt/visitor-sync -name __pycache__ -prune -exec rm -rf {} +
+    && /opt/visitor-sync/bin/pip uninstall -y pip setuptools
 
 FROM ${PYTHON_IMAGE}
 COPY --from=build /opt/visitor-sync /opt/visitor-sync
+# The bytecode pip compiled stays: the pods' root filesystem is read-only, so without
+# it every Job would compile the whole dependency tree again at start.
 ENV PATH=/opt/visitor-sync/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
