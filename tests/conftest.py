@@ -8,10 +8,12 @@ into pytest.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
+import pytest_asyncio
 from sqlalchemy.engine import make_url
 
 from tests.support.postgres import PostgresServer, PostgresUnavailableError
@@ -23,6 +25,9 @@ from tests.support.sshd import (
     server_base,
     sweep_stale,
 )
+
+if TYPE_CHECKING:  # kopf and kubernetes take ~0.6 s to import: only for the tests that use them
+    from tests.support.kube import Cluster
 
 
 @pytest.fixture(scope="session")
@@ -103,3 +108,29 @@ def sftp_server(shared_sftp_server: SftpServer) -> SftpServer:
     """A district's sshd on 127.0.0.1 (started by the image's entrypoint with the rendered
     config) with an empty drop box and held area; one per worker, reset for each test."""
     return shared_sftp_server.reset()
+
+
+# -- Kubernetes API: kmock's emulator with the realism layer (tests.support.kube) --------
+
+
+@pytest.fixture
+def kmock_options(kmock_options: dict[str, Any], request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Make kmock's ``kmock`` fixture serve :class:`KubeEmulator` unless a test's
+    ``@pytest.mark.kmock(cls=...)`` asks for another class (stock kmock breaks kopf)."""
+    from tests.support.kube import KubeEmulator
+
+    if not any("cls" in marker.kwargs for marker in request.node.iter_markers("kmock")):
+        kmock_options["cls"] = KubeEmulator
+    return kmock_options
+
+
+@pytest_asyncio.fixture
+async def cluster(
+    kmock: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Cluster]:
+    """An emulated Kubernetes API with our CRD, the namespaces of a fresh cluster, and kopf
+    and the ``kubernetes`` client pointed at it; see ``tests.support.kube``."""
+    from tests.support.kube import Cluster
+
+    async with Cluster.open(kmock, tmp_path, monkeypatch) as cluster:
+        yield cluster
