@@ -312,6 +312,9 @@ def test_crd_is_a_valid_structural_definition(version) -> None:
         assert "$ref" not in node and "anyOf" not in node, path
         assert "type" in node or node.get("x-kubernetes-preserve-unknown-fields"), path
         assert node.get("additionalProperties") is not False, path
+        # A defaulted {} would reach the operator as explicit empty settings and hide the
+        # model's own defaults (e.g. the importer's resources).
+        assert not (node.get("type") == "object" and "default" in node), path
         if "items" in node:
             assert "maxItems" in node, f"{path}: CEL cost estimation needs maxItems"
         for name, child in (node.get("properties") or {}).items():

@@ -47,7 +47,8 @@ VALIDATIONS: dict[str, list[dict[str, str]]] = {
     "spec.pauseWindows[]": [{
         "rule": "self.end >= self.start", "message": "a pause window cannot end before it starts"}],
     "spec.sftp": [{
-        "rule": "self.passwordLogin || size(self.authorizedKeys) > 0",
+        "rule": "(!has(self.passwordLogin) || self.passwordLogin) || "
+                "(has(self.authorizedKeys) && size(self.authorizedKeys) > 0)",
         "message": "passwordLogin is false and no authorizedKeys are given: the district "
                    "could not log in"}],
 }
@@ -78,11 +79,6 @@ def structural(schema: dict[str, Any], definitions: dict[str, Any], path: str = 
         node["properties"] = {
             name: structural(child, definitions, f"{path}.{name}".lstrip("."))
             for name, child in schema["properties"].items()}
-        for name, child in node["properties"].items():
-            # {} makes the API server fill in the defaults of an omitted sub-object.
-            if child.get("type") == "object" and "properties" in child \
-                    and name not in schema.get("required", []):
-                child.setdefault("default", {})
         if schema.get("required"):
             node["required"] = list(schema["required"])
     elif kind == "object":

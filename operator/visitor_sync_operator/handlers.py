@@ -71,8 +71,21 @@ class Operator:
 
 
 def changed(status: dict[str, Any], wanted: dict[str, Any]) -> dict[str, Any]:
-    """The keys of ``wanted`` whose values differ from ``status`` (nothing: no write)."""
-    return {key: value for key, value in wanted.items() if status.get(key) != value}
+    """The keys of ``wanted`` whose values differ from ``status`` (nothing: no write).
+
+    A ``None`` is "absent", as a merge patch stores it: comparing it as a value would
+    make every resync write the same status again.
+    """
+    return {key: value for key, value in wanted.items()
+            if _without_nulls(status.get(key)) != _without_nulls(value)}
+
+
+def _without_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(item) for item in value]
+    return value
 
 
 # -- reconciling a district ------------------------------------------------------------
@@ -162,9 +175,13 @@ def _run_request(operator: Operator, district: District, body: dict[str, Any],
     wanted: dict[str, Any] = {"activeJob": active_job(jobs)}
     if not token or token == status.get("lastHandledRunRequest"):
         return wanted
-    if request_run(operator.kube, district, cron_job, token, jobs):
-        kopf.info(body, reason="RunRequested", message=f"started an import for request {token}")
+    job = request_run(operator.kube, district, cron_job, token, jobs)
+    if job is not None:
+        kopf.info(body, reason="RunRequested",
+                  message=f"started Job {job['metadata']['name']} for request {token}")
         wanted["lastHandledRunRequest"] = token
+        if finished(job) is None:
+            wanted["activeJob"] = job["metadata"]["name"]
     else:
         log.info("run request %s of %s/%s waits for Job %s", token, district.namespace,
                  district.name, wanted["activeJob"])
@@ -215,6 +232,30 @@ def job_changed(operator: Operator, job: dict[str, Any]) -> None:
             _record(operator, parent, job)
         operator.kube.patch("batch/v1", "Job", namespace, metadata["name"],
                             {"metadata": {"annotations": {REPORTED_ANNOTATION: "true"}}})
+    refresh(operator, namespace, owner)  # a run request that waited for this Job starts now
+
+
+def sftp_server_changed(operator: Operator, deployment: dict[str, Any], owner: str) -> None:
+    """Move SFTPReady and Ready when the server's readiness changed (not at the next resync)."""
+    namespace = deployment["metadata"]["namespace"]
+    parent = operator.kube.get(API_VERSION, KIND, namespace, owner)
+    if parent is None:
+        return
+    status = (deployment.get("status") or {})
+    ready = "True" if (status.get("readyReplicas") or 0) >= 1 else "False"
+    if condition_status((parent.get("status") or {}).get("conditions") or [],
+                        ConditionType.SFTP_READY) != ready:
+        refresh(operator, namespace, owner, parent)
+
+
+def refresh(operator: Operator, namespace: str, name: str,
+            parent: dict[str, Any] | None = None) -> None:
+    """Reconcile a district outside its own handlers (a child changed) and save its status."""
+    parent = parent or operator.kube.get(API_VERSION, KIND, namespace, name)
+    update = reconcile(operator, parent) if parent is not None else None
+    if update:
+        operator.kube.patch(API_VERSION, KIND, namespace, name, {"status": update},
+                            status=True)
 
 
 def _record(operator: Operator, parent: dict[str, Any], job: dict[str, Any]) -> None:

@@ -15,6 +15,7 @@ import kopf
 import kubernetes
 from prometheus_client import start_http_server
 
+from visitor_sync_operator import handlers
 from visitor_sync_operator.district import MANAGER
 from visitor_sync_operator.handlers import Operator, health_of, job_changed, reconcile
 from visitor_sync_operator.kube import Kube, Unavailable
@@ -24,8 +25,9 @@ from visitor_sync_operator.spec import GROUP, PLURAL, VERSION
 
 log = logging.getLogger(__name__)
 
-#: Prefix of kopf's own annotations on DistrictSync resources.
-ANNOTATION_PREFIX = "sync.visitoraware.io"
+#: Prefix of kopf's own annotations on DistrictSync resources. Not ours: kopf ignores
+#: changes of annotations under its prefix, and ours (run requests...) must be seen.
+ANNOTATION_PREFIX = "kopf.sync.visitoraware.io"
 #: Seconds before kopf retries a handler that hit an unavailable API.
 RETRY_DELAY = 30
 OWNED = {"app.kubernetes.io/managed-by": MANAGER}
@@ -48,14 +50,17 @@ def configure(kopf_settings: kopf.OperatorSettings) -> None:
         prefix=ANNOTATION_PREFIX, key="last-handled-configuration")
     kopf_settings.posting.reporting_component = MANAGER
     kopf_settings.posting.level = logging.INFO
-    kopf_settings.watching.server_timeout = 300
-    kopf_settings.watching.client_timeout = 330
-    kopf_settings.networking.request_timeout = 60
+    # The CRD is installed with the chart: no need to watch CRDs (nor to list namespaces,
+    # which would need cluster-wide permissions even when watching named namespaces).
+    kopf_settings.scanning.disabled = True
+    # Sync handlers run in this pool; each waits on the API, not the CPU.
     kopf_settings.execution.max_workers = 16
 
 
 def build_registry(settings: OperatorSettings, metrics: Metrics) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
+    # The same credentials as the kubernetes client: in-cluster, or the kubeconfig.
+    kopf.on.login(registry=registry)(kopf.login_via_client)
 
     @kopf.on.startup(registry=registry)
     def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
@@ -84,21 +89,19 @@ def build_registry(settings: OperatorSettings, metrics: Metrics) -> kopf.Operato
                 initial_delay=settings.resync_seconds, registry=registry)
     def resync(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
         """Repairs drift (deleted or edited children) and opens or closes pause windows."""
+        if (body.get("status") or {}).get("observedGeneration") is None:
+            return  # not reconciled once yet: the create handler is on it
         reconciled(body, patch, memo, "resync")
 
     @kopf.on.event("apps", "v1", "deployments", labels=OWNED, registry=registry)
     def sftp_server_changed(body: kopf.Body, memo: kopf.Memo, type: str | None,
                             **_: Any) -> None:
-        """The server's readiness moves SFTPReady and Ready at once, not at the next resync."""
         operator: Operator = memo.operator
+        owner = _owner(body)
+        if owner is None or type in (None, "DELETED"):
+            return
         try:
-            parent = _parent(operator, body)
-            update = reconcile(operator, parent) if parent and type else None
-            if parent and update:
-                metadata = parent["metadata"]
-                operator.kube.patch(f"{GROUP}/{VERSION}", "DistrictSync",
-                                    metadata["namespace"], metadata["name"],
-                                    {"status": update}, status=True)
+            handlers.sftp_server_changed(operator, dict(body), owner)
         except Unavailable as error:
             operator.metrics.reconcile_errors.labels("sftp", "temporary").inc()
             log.warning("could not update the SFTP status yet: %s", error)
@@ -128,12 +131,11 @@ def build_registry(settings: OperatorSettings, metrics: Metrics) -> kopf.Operato
     return registry
 
 
-def _parent(operator: Operator, child: kopf.Body) -> dict[str, Any] | None:
-    metadata = child.get("metadata", {})
-    for owner in metadata.get("ownerReferences") or []:
+def _owner(child: kopf.Body) -> str | None:
+    """The name of the DistrictSync that controls ``child``."""
+    for owner in child.get("metadata", {}).get("ownerReferences") or []:
         if owner.get("kind") == "DistrictSync" and owner.get("controller"):
-            return operator.kube.get(f"{GROUP}/{VERSION}", "DistrictSync",
-                                     metadata.get("namespace", ""), owner["name"])
+            return str(owner["name"])
     return None
 
 

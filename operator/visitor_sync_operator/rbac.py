@@ -19,21 +19,24 @@ class Rule:
     verbs: tuple[str, ...]
 
 
-OWN = ("get", "list", "watch", "create", "patch")
+#: Children are read and written one by one, never listed or watched.
+OWN = ("get", "create", "patch")
+#: Children whose changes the operator watches (server readiness, runs ending).
+WATCHED = ("get", "list", "watch", "create", "patch")
 
 RULES: tuple[Rule, ...] = (
     # The districts: watched, annotated by kopf's bookkeeping, status written.
     Rule(GROUP, (PLURAL,), ("get", "list", "watch", "patch")),
-    Rule(GROUP, (f"{PLURAL}/status",), ("get", "patch")),
+    Rule(GROUP, (f"{PLURAL}/status",), ("patch",)),
     # Children, applied idempotently (create when absent, patch what drifted).
     Rule("", ("configmaps", "persistentvolumeclaims", "secrets", "services"), OWN),
-    Rule("apps", ("deployments",), OWN),
     Rule("networking.k8s.io", ("networkpolicies",), OWN),
     Rule("batch", ("cronjobs",), OWN),
-    # Runs: Jobs started on request and marked once reported; pods read for the summary.
-    Rule("batch", ("jobs",), OWN),
-    Rule("", ("pods",), ("get", "list")),
-    # kopf posts Events about the districts.
+    Rule("apps", ("deployments",), WATCHED),
+    # Runs: Jobs started on request and marked once reported; their pods' termination
+    # messages hold the run summaries.
+    Rule("batch", ("jobs",), WATCHED),
+    Rule("", ("pods",), ("list",)),
+    # kopf posts Events about the districts (core API).
     Rule("", ("events",), ("create",)),
-    Rule("events.k8s.io", ("events",), ("create",)),
 )

@@ -61,19 +61,20 @@ def active_job(jobs: list[dict[str, Any]]) -> str | None:
 
 
 def request_run(kube: Kube, district: District, cron_job: dict[str, Any], token: str,
-                jobs: list[dict[str, Any]]) -> bool:
-    """Start the run ``token`` asks for; ``False`` while another run is active (it waits).
+                jobs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Start the run ``token`` asks for: its Job, or ``None`` while another run is active
+    (the request waits).
 
     The Job's name derives from the token, so a handler retried after a crash finds
     the Job it made instead of starting a second one.
     """
     job = run_now_job(district, cron_job, token)
-    if any(existing["metadata"]["name"] == job["metadata"]["name"] for existing in jobs):
-        return True
+    existing = next((j for j in jobs if j["metadata"]["name"] == job["metadata"]["name"]), None)
+    if existing is not None:
+        return existing
     if active_job(jobs) is not None:
-        return False
-    kube.apply(job)
-    return True
+        return None
+    return kube.apply(job)[0]
 
 
 @dataclass(frozen=True)

@@ -98,6 +98,9 @@ class DistrictSyncStatus(StatusModel):
         None, description="The last sync.visitoraware.io/run-requested-at token acted on.")
     last_handled_approval: str | None = Field(
         None, description="The last sync.visitoraware.io/approve-held run id passed to runs.")
+    last_handled_rotation: str | None = Field(
+        None, description="The last sync.visitoraware.io/rotate-credentials token acted on "
+        "(the district password was replaced then).")
 
 
 def now() -> datetime:
@@ -122,7 +125,9 @@ def set_condition(conditions: list[dict[str, Any]], type_: ConditionType, status
                                else previous.get("lastTransitionTime") or timestamp(at or now())),
         "observedGeneration": generation,
     }
-    return [c for c in conditions if c.get("type") != type_.value] + [condition]
+    if previous is None:
+        return [*conditions, condition]
+    return [condition if c is previous else c for c in conditions]
 
 
 def condition_status(conditions: list[dict[str, Any]], type_: ConditionType) -> str | None:

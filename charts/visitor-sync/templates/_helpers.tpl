@@ -65,32 +65,30 @@ The operator's permissions: exactly operator/visitor_sync_operator/rbac.py RULES
   verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["sync.visitoraware.io"]
   resources: ["districtsyncs/status"]
-  verbs: ["get", "patch"]
-# Children, applied idempotently (create when absent, patch what drifted).
+  verbs: ["patch"]
+# Children, applied idempotently (read, created when absent, patched when drifted).
 - apiGroups: [""]
   resources: ["configmaps", "persistentvolumeclaims", "secrets", "services"]
-  verbs: ["get", "list", "watch", "create", "patch"]
+  verbs: ["get", "create", "patch"]
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["get", "create", "patch"]
+- apiGroups: ["batch"]
+  resources: ["cronjobs"]
+  verbs: ["get", "create", "patch"]
+# Watched children: the SFTP server's readiness, the runs ending.
 - apiGroups: ["apps"]
   resources: ["deployments"]
   verbs: ["get", "list", "watch", "create", "patch"]
-- apiGroups: ["networking.k8s.io"]
-  resources: ["networkpolicies"]
-  verbs: ["get", "list", "watch", "create", "patch"]
-- apiGroups: ["batch"]
-  resources: ["cronjobs"]
-  verbs: ["get", "list", "watch", "create", "patch"]
-# Runs: Jobs started on request and marked once reported; pods read for the summary.
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["get", "list", "watch", "create", "patch"]
+# A finished run's summary is its pod's termination message.
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["get", "list"]
-# kopf posts Events about the districts.
+  verbs: ["list"]
+# kopf posts Events about the districts (core API).
 - apiGroups: [""]
-  resources: ["events"]
-  verbs: ["create"]
-- apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create"]
 {{- end }}
