@@ -259,3 +259,21 @@ async def test_password_changes_only_on_an_explicit_rotation(cluster: Cluster) -
                           lambda b: b["status"].get("lastHandledRotation") == "2026-11-28")
         assert await password() != first
         assert await checksum() != first_checksum, "the server restarts with the new password"
+
+
+@pytest.mark.asyncio
+@pytest.mark.looptime
+async def test_the_five_minute_resync_repairs_a_deleted_child(cluster: Cluster) -> None:
+    """The default resync interval, fast-forwarded: nothing else would bring it back."""
+    async with operating(cluster, resync=300):
+        await cluster.create(district())
+        await wait_status(cluster, lambda b: b.get("status", {}).get("sftp"))
+        await cluster.delete("networking.k8s.io/v1", "NetworkPolicy", "springfield-sftp",
+                             namespace=NAMESPACE)
+        await asyncio.sleep(200)
+        assert cluster.peek("networking.k8s.io/v1", "NetworkPolicy", "springfield-sftp",
+                            namespace=NAMESPACE) is None, "repaired before the resync"
+        await asyncio.sleep(450)
+        await wait_for(lambda: cluster.peek("networking.k8s.io/v1", "NetworkPolicy",
+                                            "springfield-sftp", namespace=NAMESPACE),
+                       timeout=TIMEOUT)

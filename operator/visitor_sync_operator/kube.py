@@ -36,8 +36,12 @@ def covers(current: Any, desired: Any) -> bool:
     """Whether ``current`` already has every value ``desired`` sets.
 
     Fields the API server adds (defaults, status, metadata) do not count as drift;
-    lists must match element by element.
+    lists must match element by element. An empty list or map is what an absent field
+    is: the API server drops empty ``omitempty`` fields, so comparing them as values
+    would patch the same object on every resync.
     """
+    if current is None and desired in ([], {}):
+        return True
     if isinstance(desired, dict):
         return isinstance(current, dict) and all(
             covers(current.get(key), value) for key, value in desired.items())

@@ -8,6 +8,8 @@ in the district's namespace.
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -42,7 +44,11 @@ class OperatorSettings(BaseSettings):
         "watches the whole cluster.")
     image: str = Field(DEFAULT_IMAGE, description="Image of the importer Jobs (this project's).")
     sftp_image: str = Field(DEFAULT_SFTP_IMAGE, description="Image of the SFTP servers.")
-    image_pull_policy: str = Field("IfNotPresent", pattern="^(Always|IfNotPresent|Never)$")
+    image_pull_policy: str = Field("IfNotPresent", pattern="^(Always|IfNotPresent|Never)$",
+                                   description="Pull policy of both images.")
+    image_pull_secrets: list[str] = Field(
+        default_factory=list, description="docker-registry Secrets, in each district's "
+        "namespace, the SFTP servers and importer Jobs pull their images with.")
     database_secret: str = Field(
         "visitor-sync-database", description="Default Secret, in each district's namespace, "
         "with the SQLAlchemy database URL (overridable per district).")
@@ -55,3 +61,9 @@ class OperatorSettings(BaseSettings):
     resync_seconds: float = Field(
         300, gt=0, description="How often every district is checked for drift (deleted or "
         "hand-edited children, pause windows starting or ending).")
+
+    def pull_secrets(self) -> dict[str, Any]:
+        """The ``imagePullSecrets`` of a district's pod spec (nothing when none are set)."""
+        if not self.image_pull_secrets:
+            return {}
+        return {"imagePullSecrets": [{"name": name} for name in self.image_pull_secrets]}

@@ -136,6 +136,7 @@ def deployment(district: District, settings: OperatorSettings,
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
                     "terminationGracePeriodSeconds": 30,
+                    **settings.pull_secrets(),
                     "containers": [container],
                     "volumes": [
                         {"name": "data", "persistentVolumeClaim": {
