@@ -9,16 +9,23 @@ drop box, the status, conditions, Events and metrics saying what happened.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import json
+import os
+import shutil
+import signal
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import kopf
 import pytest
 from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 
-from tests.support.kube import Cluster, rbac_rules, running_operator
+from tests.support.kube import Cluster, rbac_rules, running_operator, wait_for
 from tests.support.kubelet import report_job, run_job
 from tests.support.operator import (
     NAMESPACE,
@@ -32,7 +39,7 @@ from tests.support.operator import (
     wait_status,
 )
 from tests.support.runs import open_database
-from tests.support.sshd import SftpServer, host_keys
+from tests.support.sshd import SftpServer, free_port, host_keys
 from visitor_sync.db.schema import Student
 from visitor_sync.samples import write_district
 from visitor_sync.sftp.keys import fingerprint
@@ -223,3 +230,48 @@ async def test_a_held_file_is_approved_by_annotation_and_applied_by_the_next_run
 
     assert approved["status"]["heldFilesPending"] == 0
     assert approved["status"]["lastImport"]["counts"]["students"]["deactivated"] == 59
+
+
+@pytest.mark.asyncio
+async def test_visitor_sync_operator_command_serves_health_metrics_and_stops_cleanly(
+        cluster: Cluster, tmp_path: Path) -> None:
+    """The deployed entry point: settings from the environment, /healthz, /metrics, SIGTERM."""
+    await cluster.create({"apiVersion": "v1", "kind": "Namespace",
+                          "metadata": {"name": NAMESPACE}})
+    metrics_port, health_port = free_port(), free_port()
+    environment = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig),
+                   "VISITOR_SYNC_NAMESPACES": json.dumps([NAMESPACE]),
+                   "VISITOR_SYNC_METRICS_PORT": str(metrics_port),
+                   "VISITOR_SYNC_HEALTH_PORT": str(health_port)}
+    environment.pop("KUBERNETES_SERVICE_HOST", None)
+    log = (tmp_path / "operator.log").open("wb")
+    process = await asyncio.create_subprocess_exec(
+        shutil.which("visitor-sync") or "visitor-sync", "operator", env=environment,
+        stdout=log, stderr=log)
+    try:
+        async with aiohttp.ClientSession() as session:
+            async def answers(port: int, path: str) -> str | None:
+                try:
+                    async with session.get(f"http://127.0.0.1:{port}{path}") as response:
+                        return await response.text() if response.status == 200 else None
+                except aiohttp.ClientError:
+                    return None
+
+            await wait_for(lambda: answers(health_port, "/healthz"), timeout=20,
+                           message=lambda: (tmp_path / "operator.log").read_text())
+            await cluster.create(district())
+            await wait_status(cluster, lambda b: b.get("status", {}).get("sftp"), timeout=20)
+            scraped = await answers(metrics_port, "/metrics")
+        assert scraped is not None
+        families = {family.name: family for family in text_string_to_metric_families(scraped)}
+        (info,) = families["visitor_sync_district_info"].samples
+        assert info.labels == {"namespace": NAMESPACE, "district": NAME, "district_id": NAME}
+        assert {sample.labels["result"] for sample in families["visitor_sync_runs"].samples
+                if sample.name == "visitor_sync_runs_total"} == {
+            "success", "partial", "held", "failed"}
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+        returncode = await asyncio.wait_for(process.wait(), timeout=20)
+        log.close()
+    assert returncode == 0, (tmp_path / "operator.log").read_text()[-3000:]
