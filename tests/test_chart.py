@@ -18,7 +18,6 @@ from typing import Any
 
 import helm_python
 import jsonschema
-import kubernetes_validate
 import pytest
 import yaml
 
@@ -27,16 +26,17 @@ from tests.support.chart import (
     NAMESPACE,
     RELEASE,
     ROOT,
+    declared_values,
     default_values,
     full_values,
     one,
     render,
     render_templates,
 )
+from tests.support.manifests import KUBERNETES_VERSIONS, validate_strictly
 from visitor_sync_operator import rbac
 from visitor_sync_operator.settings import DEFAULT_IMAGE, DEFAULT_SFTP_IMAGE, OperatorSettings
 
-KUBERNETES_VERSIONS = ("1.29.0", kubernetes_validate.utils.latest_version())
 ALERTS = CHART / "files" / "alerts.yaml"
 DASHBOARDS = CHART / "files" / "dashboards"
 #: The job label the alerts and the dashboard select the operator by.
@@ -137,11 +137,7 @@ def test_chart_lints_clean(values) -> None:
 def test_every_builtin_object_is_valid_kubernetes(rendered, version) -> None:
     builtin = [o for o in rendered if o["kind"] not in MONITORING_KINDS]
     for manifest in builtin:
-        try:
-            kubernetes_validate.validate(manifest, version, strict=True)
-        except kubernetes_validate.ValidationError as error:
-            pytest.fail(f"{manifest['kind']}/{manifest['metadata']['name']} is invalid "
-                        f"for Kubernetes {version}: {error.message} at {list(error.path)}")
+        validate_strictly(manifest, version)
 
 
 def test_monitoring_objects_match_their_schemas(full) -> None:
@@ -221,14 +217,6 @@ def test_schema_describes_exactly_the_default_values() -> None:
     """Every key in values.yaml is declared in the schema, and every declared key has a default."""
     schema = json.loads((CHART / "values.schema.json").read_text())
 
-    def paths(node: dict[str, Any], prefix: str = "") -> set[str]:
-        found = set()
-        for key, child in node.get("properties", {}).items():
-            found.add(prefix + key)
-            if child.get("additionalProperties") is False:
-                found |= paths(child, f"{prefix}{key}.")
-        return found
-
     def value_paths(values: dict[str, Any], declared: set[str], prefix: str = "") -> set[str]:
         found = set()
         for key, value in values.items():
@@ -237,7 +225,7 @@ def test_schema_describes_exactly_the_default_values() -> None:
                 found |= value_paths(value, declared, f"{prefix}{key}.")
         return found
 
-    declared = paths(schema) - {"global"}
+    declared = declared_values(schema) - {"global"}
     assert value_paths(default_values(), declared) == declared
 
 

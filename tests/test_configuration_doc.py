@@ -15,7 +15,7 @@ import sys
 import pytest
 import yaml
 
-from tests.support.chart import CHART, ROOT
+from tests.support.chart import CHART, ROOT, declared_values
 
 _SPEC = importlib.util.spec_from_file_location("configuration_doc",
                                                ROOT / "scripts" / "configuration_doc.py")
@@ -51,16 +51,8 @@ def test_every_spec_field_of_the_crd_is_documented() -> None:
 
 def test_every_chart_value_is_documented() -> None:
     """Every key values.schema.json declares (the levels the chart controls) has a row."""
-    def declared(node: dict, prefix: str = "") -> set[str]:
-        found = set()
-        for key, child in node.get("properties", {}).items():
-            found.add(prefix + key)
-            if child.get("additionalProperties") is False:
-                found |= declared(child, f"{prefix}{key}.")
-        return found
-
     schema = json.loads((CHART / "values.schema.json").read_text())
-    missing = [path for path in declared(schema) - {"global"} if f"| `{path}` |" not in DOC]
+    missing = [path for path in declared_values(schema) - {"global"} if f"| `{path}` |" not in DOC]
     assert not missing
 
 

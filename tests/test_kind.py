@@ -12,16 +12,15 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import kubernetes_validate
 import pytest
 import yaml
 from sqlalchemy.engine import make_url
 
 from tests.support.chart import ROOT, one, render
+from tests.support.manifests import KUBERNETES_VERSIONS, validate_strictly
 from visitor_sync_operator.settings import OperatorSettings
 from visitor_sync_operator.spec import parse_spec
 
-KUBERNETES_VERSIONS = ("1.29.0", kubernetes_validate.utils.latest_version())
 HOST_PORT = 2222
 EXAMPLE = yaml.safe_load((ROOT / "examples" / "district-kind.yaml").read_text())
 POSTGRES = [doc for doc in yaml.safe_load_all((ROOT / "deploy/kind/postgres.yaml").read_text())
@@ -62,11 +61,7 @@ def test_makefile_has_every_walkthrough_step() -> None:
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
 def test_demo_postgres_manifests_are_valid(version) -> None:
     for manifest in POSTGRES:
-        try:
-            kubernetes_validate.validate(manifest, version, strict=True)
-        except kubernetes_validate.ValidationError as error:
-            pytest.fail(f"{manifest['kind']}/{manifest['metadata']['name']}: {error.message} "
-                        f"at {list(error.path)}")
+        validate_strictly(manifest, version)
 
 
 def test_demo_postgres_runs_under_the_restricted_standard() -> None:

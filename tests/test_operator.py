@@ -9,10 +9,10 @@ from __future__ import annotations
 import asyncio
 import base64
 
-import kubernetes_validate
 import pytest
 
 from tests.support.kube import Cluster, wait_for
+from tests.support.manifests import KUBERNETES_VERSIONS, validate_strictly
 from tests.support.operator import (
     API,
     APPROVE,
@@ -53,7 +53,7 @@ async def test_a_new_district_gets_every_child_owned_and_valid(cluster: Cluster)
         for field in ("uid", "resourceVersion", "creationTimestamp", "generation"):
             child["metadata"].pop(field, None)
         child.pop("status", None)
-        kubernetes_validate.validate(child, "1.30.0", strict=True)
+        validate_strictly(child, KUBERNETES_VERSIONS[0])
     status = body["status"]
     assert status["observedGeneration"] == body["metadata"]["generation"]
     assert (status["sftp"]["username"], status["sftp"]["credentialsSecret"]) == (

@@ -15,9 +15,6 @@ from pydantic import BaseModel, Field
 from visitor_sync.issues import Issue
 
 TERMINATION_MESSAGE_LIMIT = 4096
-#: The per-file counts, in the order reports show them.
-COUNT_FIELDS = ("rows_read", "created", "updated", "unchanged", "deactivated", "rejected_rows",
-                "errors", "warnings")
 
 
 class FileStatus(enum.StrEnum):
@@ -50,10 +47,9 @@ class ReportEmail(enum.StrEnum):
     WRITTEN = "written"
 
 
-class FileOutcome(BaseModel):
-    file: str
-    type: str | None = None
-    status: FileStatus
+class Counts(BaseModel):
+    """What a file's rows came to (the CR status sums them per file type)."""
+
     rows_read: int = 0
     created: int = 0
     updated: int = 0
@@ -62,6 +58,16 @@ class FileOutcome(BaseModel):
     rejected_rows: int = 0
     errors: int = 0
     warnings: int = 0
+
+
+#: The per-file counts, in the order reports show them.
+COUNT_FIELDS = tuple(Counts.model_fields)
+
+
+class FileOutcome(Counts):
+    file: str
+    type: str | None = None
+    status: FileStatus
     duration_ms: int = 0
     held_reason: str | None = None
     #: the first issues of the file; every issue is in the database

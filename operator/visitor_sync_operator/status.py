@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from visitor_sync.summary import COUNT_FIELDS, ImportSummary, RunResult
+from visitor_sync.summary import COUNT_FIELDS, Counts, ImportSummary, RunResult
 
 
 class StatusModel(BaseModel):
@@ -49,15 +49,8 @@ class SftpStatus(StatusModel):
         "for the district to verify on first connection.")
 
 
-class TypeCounts(StatusModel):
-    rows_read: int = 0
-    created: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    deactivated: int = 0
-    rejected_rows: int = 0
-    errors: int = 0
-    warnings: int = 0
+class TypeCounts(Counts, StatusModel):
+    """The importer's per-file counts, summed per file type, camelCase."""
 
 
 class LastImport(StatusModel):

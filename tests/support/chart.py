@@ -54,3 +54,14 @@ def one(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
     found = [o for o in objects if o["kind"] == kind]
     assert len(found) == 1, f"expected one {kind}, got {len(found)}"
     return found[0]
+
+
+def declared_values(schema: dict[str, Any], prefix: str = "") -> set[str]:
+    """Dotted paths of the values a (values.schema.json) schema declares, down through the
+    objects it closes with ``additionalProperties: false`` (the levels the chart controls)."""
+    found = set()
+    for key, child in schema.get("properties", {}).items():
+        found.add(prefix + key)
+        if child.get("additionalProperties") is False:
+            found |= declared_values(child, f"{prefix}{key}.")
+    return found
