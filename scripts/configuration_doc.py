@@ -33,18 +33,7 @@ REGENERATE = "python3 scripts/configuration_doc.py"
 ENV_PREFIX = "VISITOR_SYNC_"
 
 #: Descriptions of settings whose model field has none (every setting must have one).
-SETTING_NOTES = {
-    "image_pull_policy": "Pull policy of the importer and SFTP server pods: Always, "
-                         "IfNotPresent or Never.",
-    "smtp.host": "SMTP server; setting it turns e-mail on (sender is then required).",
-    "smtp.port": "Port (default: 587 for starttls, 465 for tls, 25 for none).",
-    "smtp.security": "starttls, tls (implicit TLS) or none.",
-    "smtp.sender": "From address of reports and invitations.",
-    "smtp.username": "Login for SMTP AUTH (none: no AUTH).",
-    "smtp.password_secret": "Secret, in each district's namespace, whose key `password` "
-                            "is the SMTP password (mounted into the importer Jobs as a "
-                            "file).",
-}
+SETTING_NOTES: dict[str, str] = {}
 #: The chart value that sets each setting (tests/test_chart.py checks the chart does).
 CHART_VALUES = {
     "namespaces": "watchNamespaces",
@@ -59,6 +48,8 @@ CHART_VALUES = {
     "smtp.sender": "smtp.sender",
     "smtp.username": "smtp.username",
     "smtp.password_secret": "smtp.passwordSecret",
+    "smtp.ca_config_map": "smtp.caConfigMap",
+    "image_pull_secrets": "districtImagePullSecrets",
     "metrics_port": "operator.metricsPort",
     "health_port": "operator.healthPort",
     "resync_seconds": "operator.resyncSeconds",

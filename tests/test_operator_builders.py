@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from tests.support.manifests import KUBERNETES_VERSIONS, validate_strictly
 from visitor_sync.config import ImportConfig
+from visitor_sync.notify import SmtpSettings
 from visitor_sync.sftp.keys import fingerprint, generate_key
 from visitor_sync_operator.builders import children, importer, secrets, sftp
 from visitor_sync_operator.builders.secrets import Material, decode, material_from
@@ -52,7 +53,8 @@ def build(spec: dict[str, Any] | None = None, settings: OperatorSettings | None 
 
 FULL_SPEC = yaml.safe_load((ROOT / "examples" / "district-full.yaml").read_text())["spec"]
 SMTP = OperatorSettings(smtp=SmtpServer(host="smtp.example.org", sender="noreply@example.org",
-                                        username="mailer", password_secret="smtp"),
+                                        username="mailer", password_secret="smtp",
+                                        ca_config_map="smtp-ca"),
                         image_pull_secrets=["registry-credentials"])
 
 
@@ -164,6 +166,19 @@ def test_importer_configuration_is_one_mounted_import_config() -> None:
         "name": "visitor-sync-database", "key": "url"}
     assert all("value" not in item or "password" not in item["value"].lower()
                for item in container["env"] if item["name"] != "VISITOR_SYNC_SMTP_PASSWORD_FILE")
+
+
+def test_importer_reads_smtp_settings_that_the_importer_accepts() -> None:
+    container = build(FULL_SPEC, SMTP)["CronJob/springfield-import"]["spec"]["jobTemplate"][
+        "spec"]["template"]["spec"]["containers"][0]
+    environment = {item["name"]: item["value"] for item in container["env"] if "value" in item}
+    settings = SmtpSettings.from_env(environment)
+    assert (settings.host, settings.username, str(settings.password_file),
+            str(settings.ca_file)) == ("smtp.example.org", "mailer",
+                                       "/etc/visitor-sync/smtp/password",
+                                       "/etc/visitor-sync/smtp-ca/ca.crt")
+    mounts = {mount["mountPath"] for mount in container["volumeMounts"]}
+    assert {"/etc/visitor-sync/smtp", "/etc/visitor-sync/smtp-ca"} <= mounts
 
 
 def test_known_hosts_pins_the_host_keys_under_the_name_the_importer_dials() -> None:

@@ -24,13 +24,20 @@ class SmtpServer(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    host: str = Field(min_length=1)
-    port: int | None = Field(None, gt=0, lt=65536)
-    security: SmtpSecurity = SmtpSecurity.STARTTLS
-    sender: str = Field(min_length=3)
-    username: str | None = None
-    #: Secret (in each district's namespace) whose ``password`` key is the SMTP password
-    password_secret: str | None = None
+    host: str = Field(min_length=1, description="SMTP server; setting it turns e-mail on "
+                      "(sender is then required).")
+    port: int | None = Field(None, gt=0, lt=65536, description="Port (default: 587 for "
+                             "starttls, 465 for tls, 25 for none).")
+    security: SmtpSecurity = Field(SmtpSecurity.STARTTLS,
+                                   description="starttls, tls (implicit TLS) or none.")
+    sender: str = Field(min_length=3, description="From address of reports and invitations.")
+    username: str | None = Field(None, description="Login for SMTP AUTH (none: no AUTH).")
+    password_secret: str | None = Field(
+        None, description="Secret, in each district's namespace, whose key `password` is the "
+        "SMTP password (mounted into the importer Jobs as a file).")
+    ca_config_map: str | None = Field(
+        None, description="ConfigMap, in each district's namespace, whose key `ca.crt` is the "
+        "PEM bundle to trust instead of the system CAs (a relay with a private CA).")
 
 
 class OperatorSettings(BaseSettings):

@@ -25,6 +25,7 @@ KNOWN_HOSTS_FILE = "known_hosts"
 CONFIG_DIRECTORY = "/etc/visitor-sync/import"
 KEY_DIRECTORY = "/etc/visitor-sync/importer-key"
 SMTP_PASSWORD_DIRECTORY = "/etc/visitor-sync/smtp"
+SMTP_CA_DIRECTORY = "/etc/visitor-sync/smtp-ca"
 TERMINATION_LOG = "/dev/termination-log"
 #: The importer's uid: any non-root uid (the image has no user database entry to need).
 RUN_AS = 10001
@@ -82,7 +83,8 @@ def _environment(district: District, settings: OperatorSettings) -> list[dict[st
                   "SECURITY": smtp.security.value, "SENDER": smtp.sender,
                   "USERNAME": smtp.username,
                   "PASSWORD_FILE": (f"{SMTP_PASSWORD_DIRECTORY}/password"
-                                    if smtp.password_secret else None)}
+                                    if smtp.password_secret else None),
+                  "CA_FILE": f"{SMTP_CA_DIRECTORY}/ca.crt" if smtp.ca_config_map else None}
         env += [{"name": f"VISITOR_SYNC_SMTP_{name}", "value": value}
                 for name, value in values.items() if value is not None]
     return env
@@ -105,6 +107,10 @@ def _pod_spec(district: District, settings: OperatorSettings) -> dict[str, Any]:
         volumes.append({"name": "smtp", "secret": {
             "secretName": settings.smtp.password_secret, "defaultMode": 0o440,
             "items": [{"key": "password", "path": "password"}]}})
+    if settings.smtp is not None and settings.smtp.ca_config_map:
+        mounts.append({"name": "smtp-ca", "mountPath": SMTP_CA_DIRECTORY, "readOnly": True})
+        volumes.append({"name": "smtp-ca", "configMap": {
+            "name": settings.smtp.ca_config_map, "items": [{"key": "ca.crt", "path": "ca.crt"}]}})
     container = {
         "name": "importer",
         "image": settings.image,
