@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -277,3 +278,32 @@ async def test_the_five_minute_resync_repairs_a_deleted_child(cluster: Cluster) 
         await wait_for(lambda: cluster.peek("networking.k8s.io/v1", "NetworkPolicy",
                                             "springfield-sftp", namespace=NAMESPACE),
                        timeout=TIMEOUT)
+
+
+@pytest.mark.asyncio
+async def test_open_pause_window_suspends_scheduled_runs_but_not_requested_ones(
+        cluster: Cluster) -> None:
+    today = datetime.now(UTC).date()
+    window = {"start": str(today - timedelta(days=1)), "end": str(today + timedelta(days=2)),
+              "reason": "summer rollover"}
+    async with operating(cluster):
+        await cluster.create(district(pauseWindows=[window]))
+        body = await wait_status(cluster, lambda b: b.get("status", {}).get("sftp"))
+        cron = await cluster.get("batch/v1", "CronJob", "springfield-import",
+                                 namespace=NAMESPACE)
+        assert cron["spec"]["suspend"] is True
+        ready = condition(body, "Ready")
+        assert ready["reason"] == "SFTPNotReady" and "summer rollover" in ready["message"]
+        next_run = datetime.fromisoformat(body["status"]["nextRunTime"].replace("Z", "+00:00"))
+        assert next_run.date() > today + timedelta(days=2)
+
+        await annotate(cluster, RUN_REQUEST, "during-the-pause")
+        await wait_status(cluster, lambda b: b["status"].get("lastHandledRunRequest"))
+        assert len(await jobs(cluster)) == 1
+
+        await cluster.patch(API, KIND, NAME, {"spec": {"pauseWindows": []}},
+                            namespace=NAMESPACE)
+        await wait_status(cluster, lambda b: b["status"]["observedGeneration"] == 2)
+        cron = await cluster.get("batch/v1", "CronJob", "springfield-import",
+                                 namespace=NAMESPACE)
+        assert cron["spec"]["suspend"] is False
