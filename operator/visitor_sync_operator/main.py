@@ -31,15 +31,23 @@ ANNOTATION_PREFIX = "kopf.sync.visitoraware.io"
 #: Seconds before kopf retries a handler that hit an unavailable API.
 RETRY_DELAY = 30
 OWNED = {"app.kubernetes.io/managed-by": MANAGER}
+#: kopf's threads for sync handlers, and the API client's connections to serve them.
+HANDLER_THREADS = 16
 
 
 def api_client() -> kubernetes.client.ApiClient:
-    """In-cluster credentials in a pod, the kubeconfig elsewhere."""
+    """In-cluster credentials in a pod, the kubeconfig elsewhere.
+
+    Its connection pool is as large as kopf's handler thread pool: with urllib3's
+    default of 10, every handler thread beyond ten opens and drops a connection per call.
+    """
+    configuration = kubernetes.client.Configuration()
     if os.environ.get("KUBERNETES_SERVICE_HOST"):
-        kubernetes.config.load_incluster_config()
+        kubernetes.config.load_incluster_config(client_configuration=configuration)
     else:
-        kubernetes.config.load_kube_config()
-    return kubernetes.client.ApiClient()
+        kubernetes.config.load_kube_config(client_configuration=configuration)
+    configuration.connection_pool_maxsize = HANDLER_THREADS
+    return kubernetes.client.ApiClient(configuration)
 
 
 def configure(kopf_settings: kopf.OperatorSettings) -> None:
@@ -54,7 +62,7 @@ def configure(kopf_settings: kopf.OperatorSettings) -> None:
     # which would need cluster-wide permissions even when watching named namespaces).
     kopf_settings.scanning.disabled = True
     # Sync handlers run in this pool; each waits on the API, not the CPU.
-    kopf_settings.execution.max_workers = 16
+    kopf_settings.execution.max_workers = HANDLER_THREADS
 
 
 def build_registry(settings: OperatorSettings, metrics: Metrics) -> kopf.OperatorRegistry:
