@@ -156,7 +156,7 @@ async def test_idle_resync_writes_nothing(cluster: Cluster) -> None:
         await wait_status(cluster, lambda b: b.get("status", {}).get("sftp"))
         start = len(cluster.requests)
         while True:  # settled: no write for a while (the first status may take a moment)
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(1.5)
             if not any(r.is_write for r in cluster.requests[start:]):
                 break
             start = len(cluster.requests)
