@@ -7,7 +7,7 @@ operator tests; see tests/support/kube.py), measures:
     child exists (the last CronJob), until every district has Ready=True, the throughput and
     the per-district latency from its create to its CronJob and to Ready. The benchmark plays
     the Deployment controller: every SFTP Deployment gets ``readyReplicas: 1`` (and its
-    ``observedGeneration``) as soon as it appears on a watch, as a cluster would;
+    ``observedGeneration``) as soon as it appears on a watch (``--ready-after``: S s later);
 (2) memory: the process's peak RSS (ru_maxrss: Python, the libraries, the emulator with its
     objects, their history and its request log, the operator, the harness's watches), the RSS
     before the operator started, and the peak of a child process whose emulator served the
@@ -357,14 +357,17 @@ class Fleet:
     """What the watches saw, in perf_counter seconds."""
 
     names: list[str]
+    ready_after: float = 0.0  # seconds from a Deployment's (new generation) to its pod's Ready
     created: dict[str, float] = field(default_factory=dict)
     cron_jobs: dict[str, float] = field(default_factory=dict)
     ready: dict[str, float] = field(default_factory=dict)
     deployments_made_ready: int = 0
     ready_lost: Counter[str] = field(default_factory=Counter)
+    _starting: dict[tuple[str, int], asyncio.Task[None]] = field(default_factory=dict)
 
     async def deployment_event(self, cluster: Cluster, event: dict[str, Any]) -> None:
-        """The Deployment controller and kubelet: the pod is up as soon as it is asked for."""
+        """The Deployment controller and kubelet: the pod is up ``ready_after`` s after the
+        Deployment (or its new generation) appears."""
         if event.get("type") not in {"ADDED", "MODIFIED"}:
             return
         body = event["object"]
@@ -373,13 +376,27 @@ class Fleet:
         if (status.get("readyReplicas") or 0) >= 1 and \
                 status.get("observedGeneration") == generation:
             return
+        if not self.ready_after:
+            await self._make_ready(cluster, metadata["name"], generation)
+        elif (metadata["name"], generation) not in self._starting:
+            self._starting[metadata["name"], generation] = asyncio.create_task(
+                self._make_ready(cluster, metadata["name"], generation, self.ready_after))
+
+    async def _make_ready(self, cluster: Cluster, name: str, generation: int,
+                          delay: float = 0.0) -> None:
+        await asyncio.sleep(delay)
         with contextlib.suppress(KubeApiError):  # deleted meanwhile
             await cluster.patch_status(
-                "apps/v1", "Deployment", metadata["name"],
+                "apps/v1", "Deployment", name,
                 {"replicas": 1, "readyReplicas": 1, "availableReplicas": 1,
                  "updatedReplicas": 1, "observedGeneration": generation},
                 namespace=NAMESPACE)
             self.deployments_made_ready += 1
+
+    def stop(self) -> list[asyncio.Task[None]]:
+        for task in self._starting.values():
+            task.cancel()
+        return list(self._starting.values())
 
     async def cron_job_event(self, event: dict[str, Any]) -> None:
         name = event["object"]["metadata"]["name"].removesuffix("-import")
@@ -420,7 +437,7 @@ async def controllers(cluster: Cluster, fleet: Fleet) -> AsyncIterator[None]:
         finally:
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*tasks, *fleet.stop(), return_exceptions=True)
 
 
 # -- the run --------------------------------------------------------------------------------
@@ -537,7 +554,7 @@ async def run_fleet(args: argparse.Namespace, dump: Path) -> dict[str, Any]:
     """Phases (1) to (3) with the operator running; the requests are written to ``dump``."""
     result: dict[str, Any] = {"rss_start": rss_mb(), "phase": "starting the operator"}
     names = [f"district-{index:04d}" for index in range(args.districts)]
-    fleet = Fleet(names)
+    fleet = Fleet(names, ready_after=args.ready_after)
     breakdown = Breakdown()
     async with emulated_cluster(args.stock_emulator) as cluster:
         log = RequestLog(cluster)
@@ -673,6 +690,20 @@ class WarningCounter(logging.Handler):
             say(f"  log: {key}")
 
 
+def source_version() -> str:
+    """The commit the operator code was measured at, ``+changes`` if the tree differs."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, check=True,
+                                capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no",
+                                "operator", "importer"], cwd=root, check=True,
+                               capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "an unknown commit"
+    return commit + (" +changes in operator/ or importer/" if dirty else "")
+
+
 def row(label: str, value: str) -> None:
     print(f"  {label:58} {value}")
 
@@ -683,13 +714,15 @@ def report(args: argparse.Namespace, result: dict[str, Any], baseline: dict[str,
     n = len(fleet.names)
     start = result.get("start", 0.0)
     print(f"\noperator fleet: N={n} districts, {os.cpu_count()} CPUs "
-          f"({platform.machine()}), resync {args.resync:g} s, kopf {version('kopf')}, "
+          f"({platform.machine()}), code at {source_version()}")
+    print(f"  resync {args.resync:g} s, kopf {version('kopf')}, "
           f"kmock {version('kmock')} ("
           + ("stock emulator" if args.stock_emulator else "emulator with O(1) reaction lookup "
              "and indexed GET/LIST") + f"), Python {platform.python_version()}")
     if "failure" in result:
         print(f"  !! failed while {result['phase']}: {result['failure']}")
-    print("(1) provisioning, " + (f"{args.rate}/s" if args.rate else "all created at once"))
+    print("(1) provisioning, " + (f"{args.rate}/s" if args.rate else "all created at once")
+          + f"; SFTP pods ready {args.ready_after:g} s after their Deployment")
     row("all N DistrictSyncs created (POSTs answered)", f"{result.get('created_after', 0):.1f} s")
     cron_done = len(fleet.cron_jobs) == n
     ready_done = len(fleet.ready) == n
@@ -820,6 +853,9 @@ def main() -> None:
                         help="the operator's resync_seconds (default 30; production: 300)")
     parser.add_argument("--rate", type=float, default=0, metavar="R",
                         help="create R districts per second (default: all at once)")
+    parser.add_argument("--ready-after", type=float, default=0, metavar="S",
+                        help="an SFTP pod is ready S s after its Deployment appears (default 0:"
+                        " at once)")
     parser.add_argument("--settle", type=float, default=5, metavar="S",
                         help="seconds without operator writes before the resync window")
     parser.add_argument("--timeout", type=float, metavar="S",
