@@ -239,8 +239,8 @@ def sftp_server_changed(operator: Operator, deployment: dict[str, Any], owner: s
     """Move SFTPReady and Ready when the server's readiness changed (not at the next resync)."""
     namespace = deployment["metadata"]["namespace"]
     parent = operator.kube.get(API_VERSION, KIND, namespace, owner)
-    if parent is None or (parent.get("status") or {}).get("observedGeneration") is None:
-        return  # being created: its own handler writes the first status
+    if parent is None:
+        return
     status = (deployment.get("status") or {})
     ready = "True" if (status.get("readyReplicas") or 0) >= 1 else "False"
     if condition_status((parent.get("status") or {}).get("conditions") or [],
