@@ -46,7 +46,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
@@ -185,23 +185,12 @@ class IndexedEmulator(KubeEmulator):
             raise kmock.KubernetesObjectNotFoundError()
         return obj.raw
 
-    async def _serve_list(self, request: kmock.Request) -> dict[str, Any]:
-        resource = request.resource
+    def _serves(self, resource: kmock.resource) -> bool:
         # kmock's _get_resources() scans every object too: the declared ones or any stored.
-        if resource is None or (resource not in self.resources and resource not in self._index):
-            raise kmock.KubernetesResourceNotFoundError()
-        async with self._lock:
-            stored = [self.objects[key] for key in self._index.get(resource, {})]
-            items = [obj.raw for obj in stored
-                     if not obj.deleted and self._selected(request, obj.raw)]
-            revision = str(self._revision)
-        kind = self.info(resource).kind
-        return {
-            "apiVersion": f"{resource.group}/{resource.version}" if resource.group else "v1",
-            "kind": f"{kind}List" if kind else "List",
-            "metadata": {"resourceVersion": revision},
-            "items": items,
-        }
+        return resource in self.resources or resource in self._index
+
+    def _objects_of(self, resource: kmock.resource) -> Iterable[Any]:
+        return [self.objects[key] for key in self._index.get(resource, {})]
 
 
 @contextlib.asynccontextmanager

@@ -566,15 +566,22 @@ class KubeEmulator(kmock.KubernetesEmulator):
 
     # -- reads --
 
+    def _serves(self, resource: kmock.resource) -> bool:
+        return resource in self._get_resources()
+
+    def _objects_of(self, resource: kmock.resource) -> Iterable[Any]:
+        """The stored objects of ``resource``, in creation order (deleted ones included)."""
+        return (obj for (res, _, _), obj in self.objects.items() if res == resource)
+
     async def _serve_list(self, request: kmock.Request) -> dict[str, Any]:
         resource = request.resource
-        if resource is None or resource not in self._get_resources():
+        if resource is None or not self._serves(resource):
             raise kmock.KubernetesResourceNotFoundError()
         async with self._lock:
             items = [
                 obj.raw
-                for (res, _, _), obj in self.objects.items()
-                if res == resource and not obj.deleted and self._selected(request, obj.raw)
+                for obj in self._objects_of(resource)
+                if not obj.deleted and self._selected(request, obj.raw)
             ]
             revision = str(self._revision)
         kind = self.info(resource).kind
