@@ -512,12 +512,12 @@ async def resync_window(log: RequestLog, fleet: Fleet, quiet: float, cap: float
     reads = [r for r in requests if r.method == "GET"]
     # Reads per resync, from the districts whose requests in the window are whole reconciles
     # (the window cut none): a reconcile reads the 3 Secrets (provisioning.read_material),
-    # then applies the children, the 3 Secrets first, and lists the Jobs last.
+    # then applies the other children, and lists the Jobs last.
     by_district: dict[str, list[ApiRequest]] = {}
     for request in reads:
         by_district.setdefault(district_of(request) or "?", []).append(request)
     whole = [rs for name, rs in by_district.items() if name in everyone
-             and all(r.resource == "secrets" for r in rs[:6]) and ends_reconcile(rs[-1])]
+             and all(r.resource == "secrets" for r in rs[:3]) and ends_reconcile(rs[-1])]
     whole_rounds = sum(1 for rs in whole for r in rs if ends_reconcile(r))
     return {
         "seconds": seconds,

@@ -140,9 +140,12 @@ class Kube:
         Returns the object and whether anything was written (an idle resync writes
         nothing). A create that loses a race to another writer falls back to a patch.
         """
-        metadata = desired["metadata"]
-        key = (desired["apiVersion"], desired["kind"], metadata["namespace"], metadata["name"])
-        current = self.get(*key)
+        return self.apply_over(self.get(*_key(desired)), desired)
+
+    def apply_over(self, current: dict[str, Any] | None,
+                   desired: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """:meth:`apply` for an object the caller has just read (``None``: absent)."""
+        key = _key(desired)
         if current is None:
             try:
                 return self.create(desired), True
@@ -152,8 +155,13 @@ class Kube:
                     raise error from None
         if covers(current, desired):
             return current, False
-        log.info("%s %s/%s drifted from its desired state; patching", desired["kind"],
-                 metadata["namespace"], metadata["name"])
+        log.info("%s %s/%s drifted from its desired state; patching", *key[1:])
         patch = {name: value for name, value in desired.items()
                  if name not in ("apiVersion", "kind")}
         return self.patch(*key, patch), True
+
+
+def _key(body: dict[str, Any]) -> tuple[str, str, str, str]:
+    """apiVersion, kind, namespace and name of an object."""
+    metadata = body["metadata"]
+    return body["apiVersion"], body["kind"], metadata["namespace"], metadata["name"]

@@ -44,29 +44,35 @@ class Provisioned:
     cron_job: dict[str, Any]
 
 
-def read_material(kube: Kube, district: District, rotate: bool) -> Material:
-    """The district's secret material: stored, generated where absent, rotated if asked."""
-    stored = [kube.get("v1", "Secret", district.namespace, name)
+def read_material(kube: Kube, district: District, rotate: bool
+                  ) -> tuple[Material, dict[str, dict[str, Any] | None]]:
+    """The district's secret material (stored, generated where absent, rotated if asked),
+    and its Secrets as read, by name (``None``: absent)."""
+    stored = {name: kube.get("v1", "Secret", district.namespace, name)
               for name in (district.credentials_secret, district.host_keys_secret,
-                           district.importer_key_secret)]
-    material = material_from(*stored)
+                           district.importer_key_secret)}
+    material = material_from(*stored.values())
     if rotate:
         material = dataclasses.replace(material, password=generate_password())
-    return material
+    return material, stored
 
 
 def provision(kube: Kube, district: District, settings: OperatorSettings, schedule: Schedule,
               approve_held_run: str | None, rotate: bool = False) -> Provisioned:
     """Apply every child (all built first: a builder's error leaves nothing half-made)."""
-    material = read_material(kube, district, rotate)
+    material, secrets = read_material(kube, district, rotate)
     desired = children(district, settings, material, schedule, approve_held_run)
     written: list[str] = []
     applied: dict[str, dict[str, Any]] = {}
     for child in desired:
-        current, changed = kube.apply(child)
+        name = child["metadata"]["name"]
+        if child["kind"] == "Secret" and name in secrets:
+            current, changed = kube.apply_over(secrets[name], child)  # read a moment ago
+        else:
+            current, changed = kube.apply(child)
         applied[child["kind"]] = current
         if changed:
-            written.append(f"{child['kind']}/{child['metadata']['name']}")
+            written.append(f"{child['kind']}/{name}")
     sftp = sftp_state(district, material, applied["Deployment"], applied["Service"])
     return Provisioned(material, written, sftp, applied["CronJob"])
 
