@@ -15,7 +15,6 @@ import re
 import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import kopf
@@ -45,6 +44,7 @@ from visitor_sync_operator.status import (
     ConditionType,
     condition_status,
     now,
+    parse_timestamp,
     set_condition,
     timestamp,
 )
@@ -300,11 +300,7 @@ def health_of(body: dict[str, Any]) -> DistrictHealth:
         sftp_ready=condition_status(conditions, ConditionType.SFTP_READY) == "True",
         consecutive_failed_runs=int(status.get("consecutiveFailedRuns") or 0),
         held_files_pending=int(status.get("heldFilesPending") or 0),
-        oldest_held_file_time=_time(status.get("oldestHeldFileTime")),
-        last_successful_import_time=_time(status.get("lastSuccessfulImportTime")),
-        last_run_end_time=_time((status.get("lastImport") or {}).get("finishedAt")),
-        next_run_time=_time(status.get("nextRunTime")))
-
-
-def _time(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+        oldest_held_file_time=parse_timestamp(status.get("oldestHeldFileTime")),
+        last_successful_import_time=parse_timestamp(status.get("lastSuccessfulImportTime")),
+        last_run_end_time=parse_timestamp((status.get("lastImport") or {}).get("finishedAt")),
+        next_run_time=parse_timestamp(status.get("nextRunTime")))

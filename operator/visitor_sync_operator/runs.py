@@ -24,6 +24,7 @@ from visitor_sync_operator.status import (
     counts_by_type,
     failed_in_a_row,
     now,
+    parse_timestamp,
     set_condition,
     timestamp,
 )
@@ -106,7 +107,7 @@ def read_outcome(kube: Kube, job: dict[str, Any]) -> RunOutcome:
     message = (states[-1].get("message") or "").strip() if states else ""
     condition = next((c for c in (job.get("status") or {}).get("conditions") or []
                       if c.get("type") == finished(job)), {})
-    finished_at = _parse_time(condition.get("lastTransitionTime")) or now()
+    finished_at = parse_timestamp(condition.get("lastTransitionTime")) or now()
     try:
         return RunOutcome(metadata["name"], finished_at,
                           ImportSummary.model_validate_json(message), None)
@@ -117,10 +118,6 @@ def read_outcome(kube: Kube, job: dict[str, Any]) -> RunOutcome:
         why = "the importer ran out of memory (OOMKilled); raise spec.importer.resources"
     detail = f"{why}: {message[-500:]}" if message else why
     return RunOutcome(metadata["name"], finished_at, None, f"ended without a summary: {detail}")
-
-
-def _parse_time(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
 
 
 def describe(outcome: RunOutcome) -> tuple[str, str]:

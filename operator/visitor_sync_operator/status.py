@@ -105,6 +105,11 @@ def timestamp(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def parse_timestamp(value: str | None) -> datetime | None:
+    """A Kubernetes time (RFC 3339, ``Z``) as an aware datetime; ``None`` stays ``None``."""
+    return datetime.fromisoformat(value) if value else None
+
+
 def set_condition(conditions: list[dict[str, Any]], type_: ConditionType, status: bool | None,
                   reason: str, message: str, generation: int | None,
                   at: datetime | None = None) -> list[dict[str, Any]]:
