@@ -125,15 +125,6 @@ class Kube:
             return resource.patch(body=patch, name=name, namespace=namespace,
                                   content_type=MERGE_PATCH).to_dict()
 
-    def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
-        resource = self._resource(api_version, kind)
-        try:
-            with _translated(f"deleting {kind} {namespace}/{name}"):
-                resource.delete(name=name, namespace=namespace)
-        except Refused as refused:
-            if not isinstance(refused.__cause__, NotFoundError):
-                raise
-
     def apply(self, desired: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         """Make the object look like ``desired``: create it, patch what drifted, or nothing.
 
