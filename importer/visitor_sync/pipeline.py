@@ -37,7 +37,7 @@ from visitor_sync.filetypes import format_named
 from visitor_sync.filetypes.base import FileType
 from visitor_sync.issuelog import IssueLog
 from visitor_sync.issues import FileRejected, Issue
-from visitor_sync.locking import district_lock, heartbeat
+from visitor_sync.locking import district_lock
 from visitor_sync.planning import Work, classify, in_run_order, kind_of, member_types
 from visitor_sync.reconcile import Counts, TargetSync
 from visitor_sync.sources import (
@@ -125,7 +125,7 @@ class Importer:
     def run(self) -> ImportSummary:
         started = datetime.now(UTC)
         self._ensure_district(started)
-        with district_lock(self.engine, self.district_id, self.run_id):
+        with district_lock(self.engine, self.district_id) as lock:
             with self.engine.begin() as connection:
                 # With the lock held, a run still marked running died mid-way.
                 connection.execute(update(ImportRun).where(
@@ -142,7 +142,7 @@ class Importer:
                              for member in member_types(item.file_type)}
             for item in work:
                 outcomes += self._process(item)
-                heartbeat(self.engine, self.district_id, self.run_id)
+                lock.check()
             outcomes += [FileOutcome(file=name, status=FileStatus.WAITING)
                          for name in self.waiting]
             held_pending, oldest_held_at = self._held_backlog()
