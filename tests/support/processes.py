@@ -38,6 +38,12 @@ def wait_for(what: str, check: Callable[[], T | None], timeout: float = 30.0,
         time.sleep(interval)
 
 
+def reading_a_file(scratch: Path) -> bool:
+    """Whether a run whose ``$TMPDIR`` is ``scratch`` has fetched an inbox file (the
+    importer reads a private copy in a ``visitor-sync-*`` folder there)."""
+    return any(scratch.glob("visitor-sync-*/*"))
+
+
 class Process(Protocol):
     pid: int
 

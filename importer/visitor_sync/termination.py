@@ -1,0 +1,75 @@
+"""SIGTERM stops a run cleanly: what Kubernetes sends at ``activeDeadlineSeconds``,
+on eviction or on a node drain, about 30 s before it kills the pod.
+
+The handler raises :class:`Terminated` in the main thread wherever the run is, so
+the open transaction rolls back as the exception unwinds it, the district lock is
+released and the CLI writes what was done to the termination log. It derives
+from ``BaseException`` so that the per-file ``except Exception`` (which keeps a
+bug in one file from stopping the others) lets it through. While a recorded file
+is removed from the inbox the signal is deferred until the run has counted it:
+a committed file is never reported as rolled back.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from visitor_sync.summary import ImportSummary
+
+#: Exit status of a run stopped by SIGTERM (128 + 15, as a shell reports it).
+EXIT_TERMINATED = 128 + signal.SIGTERM
+
+
+class Terminated(BaseException):
+    """The run was asked to stop; ``summary`` says what it had done, when it got that far."""
+
+    def __init__(self) -> None:
+        super().__init__("stopped by SIGTERM")
+        self.summary: ImportSummary | None = None
+
+
+class _Signal:
+    deferring = False
+    pending = False
+
+
+def _stop(_number: int, _frame: FrameType | None) -> None:
+    # Once is enough: a second SIGTERM must not interrupt the cleanup of the first.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if _Signal.deferring:
+        _Signal.pending = True
+    else:
+        raise Terminated()
+
+
+@contextmanager
+def stop_on_sigterm() -> Iterator[None]:
+    """Turn SIGTERM into :class:`Terminated` inside the block."""
+    previous = signal.signal(signal.SIGTERM, _stop)
+    _Signal.pending = False
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def deferred() -> Iterator[None]:
+    """Keep a SIGTERM that arrives during the block for :func:`stop_if_asked`."""
+    _Signal.deferring = True
+    try:
+        yield
+    finally:
+        _Signal.deferring = False
+
+
+def stop_if_asked() -> None:
+    """Raise :class:`Terminated` for a SIGTERM that came during a :func:`deferred` block."""
+    if _Signal.pending:
+        _Signal.pending = False
+        raise Terminated()
