@@ -24,6 +24,8 @@ MIGRATIONS = "migrations"
 #: How long a run waits for its district on PostgreSQL: the server ends a killed
 #: holder's session when it sees the connection close, a moment after the kill.
 BUSY_WAIT = "3s"
+#: ``lock_timeout`` that waits as long as it takes.
+NO_TIMEOUT = "0"
 #: SQLSTATE of ``lock_timeout`` expiring.
 LOCK_NOT_AVAILABLE = "55P03"
 
@@ -55,10 +57,10 @@ def lock_file(engine: Engine, name: str) -> Path | None:
 
 @contextmanager
 def district_lock(engine: Engine, district_id: str) -> Iterator[HeldLock]:
-    """Hold the district for one run, or raise :class:`DistrictBusy` at once."""
+    """Hold the district for one run, or raise :class:`DistrictBusy`."""
     name = f"district-{district_id}"
     if engine.dialect.name == "postgresql":
-        with _advisory_lock(engine, name, district_id) as held:
+        with _advisory_lock(engine, name, district_id, BUSY_WAIT) as held:
             yield held
     else:
         with _file_lock(lock_file(engine, name), district_id, wait=False):
@@ -66,15 +68,15 @@ def district_lock(engine: Engine, district_id: str) -> Iterator[HeldLock]:
 
 
 @contextmanager
-def migrations_lock(connection: Connection) -> Iterator[None]:
+def migrations_lock(engine: Engine) -> Iterator[None]:
     """Serialise schema migrations: the second of two first runs waits, then finds
-    the schema up to date. On PostgreSQL a transaction lock on ``connection``."""
-    if connection.dialect.name == "postgresql":
-        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
-                           {"key": lock_key(MIGRATIONS)})
-        yield
+    the schema up to date. Take it before the migration's transaction begins, so
+    that transaction sees what the previous holder committed."""
+    if engine.dialect.name == "postgresql":
+        with _advisory_lock(engine, MIGRATIONS, MIGRATIONS, NO_TIMEOUT):
+            yield
     else:
-        with _file_lock(lock_file(connection.engine, MIGRATIONS), MIGRATIONS, wait=True):
+        with _file_lock(lock_file(engine, MIGRATIONS), MIGRATIONS, wait=True):
             yield
 
 
@@ -93,14 +95,14 @@ class _SessionLock:
 
 
 @contextmanager
-def _advisory_lock(engine: Engine, name: str, holder: str) -> Iterator[HeldLock]:
+def _advisory_lock(engine: Engine, name: str, holder: str, wait: str) -> Iterator[HeldLock]:
     # A connection of its own, outside the pool, so closing it ends the session (and
     # the lock) and nothing else runs on it; autocommit keeps it from idling in a
     # transaction for the whole run.
     connection = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
     connection.detach()
     try:
-        connection.execute(text(f"SET lock_timeout = '{BUSY_WAIT}'"))
+        connection.execute(text(f"SET lock_timeout = '{wait}'"))
         try:
             connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": lock_key(name)})
         except OperationalError as error:

@@ -13,6 +13,7 @@ import multiprocessing
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -95,10 +96,13 @@ def start_command(arguments: Sequence[str], output: Path,
     return Run(_Popen(popen), stdout, stderr)
 
 
-def _main_in_child(arguments: list[str], stdout: str, stderr: str) -> None:
+def _main_in_child(arguments: list[str], stdout: str, stderr: str,
+                   environment: dict[str, str]) -> None:
     """What a forked run executes: the CLI's ``main``, output redirected like a shell would."""
     from visitor_sync_operator.cli import main
 
+    os.environ.update(environment)
+    tempfile.tempdir = None  # computed again from $TMPDIR
     for path, descriptor in ((stdout, 1), (stderr, 2)):
         target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         os.dup2(target, descriptor)
@@ -128,10 +132,11 @@ class Launcher:
         self.context = multiprocessing.get_context("forkserver")
         self.context.set_forkserver_preload(["visitor_sync_operator.cli"])
 
-    def start(self, arguments: Sequence[str], output: Path) -> Run:
+    def start(self, arguments: Sequence[str], output: Path,
+              environment: dict[str, str] | None = None) -> Run:
         output.mkdir(parents=True, exist_ok=True)
         stdout, stderr = output / "stdout", output / "stderr"
-        process = self.context.Process(target=_main_in_child,
-                                       args=(list(arguments), str(stdout), str(stderr)))
+        process = self.context.Process(target=_main_in_child, args=(
+            list(arguments), str(stdout), str(stderr), environment or {}))
         process.start()
         return Run(_Forked(process), stdout, stderr)

@@ -70,7 +70,7 @@ def migrate(engine: Engine) -> None:
     process at a time; refuse a schema newer than this code (a rolling upgrade)."""
     config = _alembic_config()
     scripts = ScriptDirectory.from_config(config)
-    with engine.begin() as connection, migrations_lock(connection):
+    with migrations_lock(engine), engine.begin() as connection:
         revision = MigrationContext.configure(connection).get_current_revision()
         if revision is not None and revision not in {script.revision
                                                      for script in scripts.walk_revisions()}:
