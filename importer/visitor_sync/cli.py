@@ -12,7 +12,7 @@ from typing import NoReturn
 import click
 from pydantic import ValidationError
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from visitor_sync.config import ImportConfig, Notifications, NotifyWhen
@@ -160,12 +160,8 @@ def import_(district_id: str | None, source: str, sftp_key: Path | None,
     except SmtpSettingsError as error:
         _give_up(f"usage error: {error}", EXIT_USAGE, termination_log)
     try:
-        engine = connect(db_url)
-    except OSError as error:  # SQLite: the database's folder cannot be made
-        _give_up(f"database_error: {describe_failure(error, make_url(db_url))}",
-                 EXIT_DATABASE, termination_log)
-    try:
         with stop_on_sigterm():
+            engine = _connect(db_url, termination_log)
             migrate(engine)
             with open_source(source, key_file=sftp_key, password_file=sftp_password_file,
                              known_hosts=known_hosts) as inbox:
@@ -182,7 +178,7 @@ def import_(district_id: str | None, source: str, sftp_key: Path | None,
     except SchemaTooNew as error:
         _give_up(f"database_error: {error}", EXIT_DATABASE, termination_log)
     except SQLAlchemyError as error:
-        _give_up(f"database_error: {describe_failure(error, engine.url)}", EXIT_DATABASE,
+        _give_up(f"database_error: {describe_failure(error, make_url(db_url))}", EXIT_DATABASE,
                  termination_log)
     except Terminated as stop:
         if stop.summary is None:
@@ -196,6 +192,14 @@ def import_(district_id: str | None, source: str, sftp_key: Path | None,
     _write_termination_log(termination_log, summary.termination_message())
     if summary.infrastructure_failed:
         sys.exit(EXIT_DATABASE)
+
+
+def _connect(db_url: str, termination_log: Path | None) -> Engine:
+    try:
+        return connect(db_url)
+    except OSError as error:  # SQLite: the database's folder cannot be made
+        _give_up(f"database_error: {describe_failure(error, make_url(db_url))}",
+                 EXIT_DATABASE, termination_log)
 
 
 def _import_config(config_file: Path | None, termination_log: Path | None,

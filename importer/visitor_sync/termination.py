@@ -13,6 +13,7 @@ a committed file is never reported as rolled back.
 from __future__ import annotations
 
 import signal
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
@@ -35,27 +36,36 @@ class Terminated(BaseException):
 
 class _Signal:
     deferring = False
+    #: a SIGTERM came and has not stopped the run yet
     pending = False
 
 
 def _stop(_number: int, _frame: FrameType | None) -> None:
     # Once is enough: a second SIGTERM must not interrupt the cleanup of the first.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    if _Signal.deferring:
-        _Signal.pending = True
-    else:
+    _Signal.pending = True
+    if not _Signal.deferring:
         raise Terminated()
+
+
+def _drop_terminated(unraisable: sys.UnraisableHookArgs) -> None:
+    """A signal that lands in a finaliser (``__del__``) is swallowed there; it stays
+    pending and stops the run at the next :func:`stop_if_asked`, without a traceback."""
+    if not isinstance(unraisable.exc_value, Terminated):
+        sys.__unraisablehook__(unraisable)
 
 
 @contextmanager
 def stop_on_sigterm() -> Iterator[None]:
     """Turn SIGTERM into :class:`Terminated` inside the block."""
     previous = signal.signal(signal.SIGTERM, _stop)
+    previous_hook, sys.unraisablehook = sys.unraisablehook, _drop_terminated
     _Signal.pending = False
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        sys.unraisablehook = previous_hook
 
 
 @contextmanager
@@ -69,7 +79,7 @@ def deferred() -> Iterator[None]:
 
 
 def stop_if_asked() -> None:
-    """Raise :class:`Terminated` for a SIGTERM that came during a :func:`deferred` block."""
+    """Raise :class:`Terminated` for a SIGTERM that has not stopped the run yet (it came
+    during a :func:`deferred` block, or was swallowed by a finaliser)."""
     if _Signal.pending:
-        _Signal.pending = False
         raise Terminated()

@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TypeVar
@@ -64,15 +65,15 @@ class Run:
         return self.process.wait(timeout)
 
     def signal(self, number: int) -> None:
-        os.kill(self.process.pid, number)
+        """Send signal ``number``; a run that has already ended and been reaped is left be."""
+        with suppress(ProcessLookupError):
+            os.kill(self.process.pid, number)
 
     @property
     def err(self) -> str:
-        return self.stderr.read_text(encoding="utf-8", errors="replace")
-
-    @property
-    def out(self) -> str:
-        return self.stdout.read_text(encoding="utf-8", errors="replace")
+        """What the run wrote to stderr (nothing when it died before redirecting it)."""
+        return self.stderr.read_text(encoding="utf-8", errors="replace") \
+            if self.stderr.exists() else ""
 
 
 class _Popen:
