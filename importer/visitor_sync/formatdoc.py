@@ -96,6 +96,9 @@ ERROR_CODES: dict[str, tuple[Kind, str]] = {
                                      "(upload it again)"),
     "database_error": (Kind.FILE, "the database failed while applying the file; nothing was "
                                   "applied, the file stays and is tried again next run"),
+    "interrupted": (Kind.FILE, "the run was stopped (SIGTERM: a deadline, an eviction) while "
+                               "applying the file; nothing was applied, the file stays and is "
+                               "tried again next run"),
     "missing_column": (Kind.FILE, "a required column is not in the header row "
                                   "(every missing column is listed)"),
     "duplicate_column": (Kind.FILE, "two header cells name the same field (e.g. `DOB` and "

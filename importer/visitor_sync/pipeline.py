@@ -25,6 +25,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from visitor_sync import checks
 from visitor_sync.config import ImportConfig
 from visitor_sync.csvfile import CsvTable, FileFacts, inspect_file
+from visitor_sync.db.database import describe_failure
 from visitor_sync.db.schema import (
     District,
     HeldFile,
@@ -37,7 +38,7 @@ from visitor_sync.filetypes import format_named
 from visitor_sync.filetypes.base import FileType
 from visitor_sync.issuelog import IssueLog
 from visitor_sync.issues import FileRejected, Issue
-from visitor_sync.locking import district_lock, heartbeat
+from visitor_sync.locking import district_lock
 from visitor_sync.planning import Work, classify, in_run_order, kind_of, member_types
 from visitor_sync.reconcile import Counts, TargetSync
 from visitor_sync.sources import (
@@ -49,7 +50,8 @@ from visitor_sync.sources import (
     ready,
 )
 from visitor_sync.staging import Stage
-from visitor_sync.summary import FileOutcome, FileStatus, ImportSummary, run_result
+from visitor_sync.summary import FileOutcome, FileStatus, ImportSummary, RunResult, run_result
+from visitor_sync.termination import Terminated, deferred, stop_if_asked
 from visitor_sync.validation import Member, RowValidator, csv_member
 
 log = logging.getLogger(__name__)
@@ -125,7 +127,7 @@ class Importer:
     def run(self) -> ImportSummary:
         started = datetime.now(UTC)
         self._ensure_district(started)
-        with district_lock(self.engine, self.district_id, self.run_id):
+        with district_lock(self.engine, self.district_id) as lock:
             with self.engine.begin() as connection:
                 # With the lock held, a run still marked running died mid-way.
                 connection.execute(update(ImportRun).where(
@@ -134,27 +136,59 @@ class Importer:
                 connection.execute(insert(ImportRun).values(
                     id=self.run_id, district_id=self.district_id, started_at=started,
                     result="running", trigger=self.trigger))
-            if not self.validate_only:
-                self._expire_held(started)
-            outcomes = []
-            work = self._plan()
-            self._present = {member for item in work if item.rejection is None
-                             for member in member_types(item.file_type)}
-            for item in work:
-                outcomes += self._process(item)
-                heartbeat(self.engine, self.district_id, self.run_id)
-            outcomes += [FileOutcome(file=name, status=FileStatus.WAITING)
-                         for name in self.waiting]
-            held_pending, oldest_held_at = self._held_backlog()
-            summary = ImportSummary(run_id=self.run_id, district_id=self.district_id,
-                                    result=run_result(outcomes), started_at=started,
-                                    finished_at=datetime.now(UTC), files=outcomes,
-                                    held_pending=held_pending, oldest_held_at=oldest_held_at)
-            with self.engine.begin() as connection:
-                connection.execute(update(ImportRun).where(ImportRun.id == self.run_id).values(
-                    finished_at=summary.finished_at, result=summary.result.value,
-                    summary=summary.model_dump(mode="json")))
+            outcomes: list[FileOutcome] = []
+            left: list[Work] = []
+            try:
+                if not self.validate_only:
+                    self._expire_held(started)
+                left = self._plan()
+                self._present = {member for item in left if item.rejection is None
+                                 for member in member_types(item.file_type)}
+                while left:
+                    outcomes += self._process(left[0])
+                    left.pop(0)
+                    stop_if_asked()  # a SIGTERM that came while the file was being removed
+                    lock.check()
+            except Terminated as stop:
+                stop.summary = self._stopped(started, outcomes, left)
+                raise
+            return self._finish(started, outcomes)
+
+    def _finish(self, started: datetime, outcomes: list[FileOutcome],
+                result: RunResult | None = None) -> ImportSummary:
+        """The run's summary, recorded on its run row."""
+        outcomes = outcomes + [FileOutcome(file=name, status=FileStatus.WAITING)
+                               for name in self.waiting]
+        held_pending, oldest_held_at = self._held_backlog()
+        summary = ImportSummary(run_id=self.run_id, district_id=self.district_id,
+                                result=result or run_result(outcomes), started_at=started,
+                                finished_at=datetime.now(UTC), files=outcomes,
+                                held_pending=held_pending, oldest_held_at=oldest_held_at)
+        with self.engine.begin() as connection:
+            connection.execute(update(ImportRun).where(ImportRun.id == self.run_id).values(
+                finished_at=summary.finished_at, result=summary.result.value,
+                summary=summary.model_dump(mode="json")))
         return summary
+
+    def _stopped(self, started: datetime, outcomes: list[FileOutcome],
+                 left: list[Work]) -> ImportSummary:
+        """What a run stopped by SIGTERM did (a failed run): the file in progress was
+        rolled back and stays, like the files it did not reach. Recorded when the
+        database allows."""
+        outcomes = [*outcomes, *(FileOutcome(
+            file=item.name, type=_type_name(item), status=FileStatus.FAILED, errors=1,
+            issues=FileRejected(
+                "interrupted", "the run was stopped (SIGTERM) while applying the file; nothing "
+                "from it was applied and it stays for the next run").issues(item.name))
+            for item in left[:1]), *(
+            FileOutcome(file=item.name, type=_type_name(item), status=FileStatus.WAITING)
+            for item in left[1:])]
+        try:
+            return self._finish(started, outcomes, RunResult.FAILED)
+        except SQLAlchemyError:  # the next run marks this one aborted
+            return ImportSummary(run_id=self.run_id, district_id=self.district_id,
+                                 result=RunResult.FAILED, started_at=started,
+                                 finished_at=datetime.now(UTC), files=outcomes)
 
     def _held_backlog(self) -> tuple[int, datetime | None]:
         """How many held files still wait for approval after this run, and since when."""
@@ -225,8 +259,11 @@ class Importer:
                 "held_file_missing", "the held file is no longer in the held area; "
                 "upload the file again"), FileStatus.REJECTED)]
         except SQLAlchemyError as error:
-            # Not the district's fault: the file stays where it is for the next run.
-            log.exception("database failure while importing %s", item.name)
+            # Not the district's fault: the file stays where it is for the next run. When
+            # the database is gone, recording this fails too and the CLI says why, once.
+            log.info("database failure while importing %s: %s", item.name,
+                     describe_failure(error, self.engine.url))
+            log.debug("database failure while importing %s", item.name, exc_info=True)
             return [self._record_failure(item, FileRejected(
                 "database_error", f"the database failed while applying the file "
                 f"({type(error).__name__}); nothing from it was applied and it will be "
@@ -240,7 +277,8 @@ class Importer:
                 "nothing from it was applied, it stays for the next run and support has "
                 "been told by the logs"), FileStatus.FAILED)]
         if not self.validate_only:
-            self._dispose(item, _overall(outcomes))
+            with deferred():  # recorded: removing it must not be cut short by SIGTERM
+                self._dispose(item, _overall(outcomes))
         return outcomes
 
     def _outcomes(self, item: Work, path: Path) -> list[FileOutcome]:
