@@ -66,9 +66,16 @@ ERROR_CODES: dict[str, tuple[Kind, str]] = {
                                     "(one file per type per run)"),
     "file_too_large": (Kind.FILE, "the file is larger than `limits.max_file_bytes`"),
     "binary_file": (Kind.FILE, "the file holds NUL bytes (not a text export)"),
-    "invalid_encoding": (Kind.FILE, "the file is neither UTF-8 nor Windows-1252 text"),
+    "invalid_encoding": (Kind.FILE, "a line is neither UTF-8 nor Windows-1252 text (or not "
+                                    "UTF-16 in a file with a UTF-16 BOM)"),
+    "mixed_encoding": (Kind.FILE, "the file mixes encodings: a line that is not UTF-8 in a "
+                                  "file with UTF-8 text or a UTF-8 BOM"),
     "empty_file": (Kind.FILE, "the file has no header row"),
-    "malformed_csv": (Kind.FILE, "the CSV cannot be parsed (e.g. a stray quote)"),
+    "malformed_csv": (Kind.FILE, "the CSV cannot be parsed (e.g. text after a closing "
+                                 "quote)"),
+    "unclosed_quote": (Kind.FILE, "a quoted value is never closed: it runs to the end of the "
+                                  "file, closes in the middle of a later value, or takes in "
+                                  "later lines holding the delimiter"),
     "field_too_long": (Kind.FILE, "a field is longer than `limits.max_field_chars` "
                                   "(often an unclosed quote)"),
     "too_many_rows": (Kind.FILE, "the file has more data rows than `limits.max_rows`"),
