@@ -161,3 +161,54 @@ def test_broken_utf16_is_refused_naming_the_line(db_url: str, tmp_path: Path) ->
         summary = run_import(engine, inbox)
         assert [(issue.line, issue.code) for issue in issues(engine, summary)] == [
             (4, "invalid_encoding")]
+
+
+# -- item 4: a column left out of the header is "no information" ------------------------
+
+VISITORS = ("Visitor ID", "First Name", "Last Name", "Email", "Student ID", "Can Pickup")
+
+
+def test_a_column_absent_from_the_header_keeps_stored_values(db_url: str,
+                                                             tmp_path: Path) -> None:
+    """Leaving out ``School Name`` once blanked every school's name, without a warning; a
+    visitors.csv without ``Can Pickup`` turned a stored "no pickup" into "pickup"."""
+    inbox = make_inbox(tmp_path)
+    students = [["S1", "Ana", "Lee", "2015-03-04", "3", "001", "Lincoln", "Room 1"],
+                ["S2", "Bo", "Lee", "2015-03-04", "3", "002", "Adams", "Room 2"]]
+    visitors = [["V1", "Pat", "Lee", "pat@example.org", "S1", "0"],
+                ["V2", "Sam", "Lee", "sam@example.org", "S2", "1"]]
+    with database(db_url) as engine:
+        (inbox / "students.csv").write_bytes(csv_bytes((*HEADER[:-1], "School Name",
+                                                        "Homeroom"), students))
+        (inbox / "visitors.csv").write_bytes(csv_bytes(VISITORS, visitors))
+        run_import(engine, inbox)
+        # the same people without School Name, Email and Can Pickup; S2's homeroom emptied
+        (inbox / "students.csv").write_bytes(csv_bytes(HEADER, [
+            [*students[0][:6], "Room 9"], [*students[1][:6], ""]]))
+        (inbox / "visitors.csv").write_bytes(csv_bytes(
+            VISITORS[:3] + VISITORS[4:5], [[*row[:3], row[4]] for row in visitors]))
+        summary = run_import(engine, inbox)
+        assert {(file.file, file.status, file.updated) for file in summary.files} == {
+            ("students.csv", FileStatus.APPLIED, 2), ("visitors.csv", FileStatus.APPLIED, 0)}
+        assert table_rows(engine, "schools", "school_id", "name") == [
+            ("001", "Lincoln"), ("002", "Adams")]
+        assert table_rows(engine, "students", "student_id", "homeroom") == [
+            ("S1", "Room 9"), ("S2", None)]
+        assert table_rows(engine, "visitors", "visitor_id", "email") == [
+            ("V1", "pat@example.org"), ("V2", "sam@example.org")]
+        assert table_rows(engine, "visitor_student_links", "visitor_id", "can_pickup") == [
+            ("V1", False), ("V2", True)]
+
+
+def test_a_new_record_gets_the_defaults_of_columns_the_file_leaves_out(
+        db_url: str, tmp_path: Path) -> None:
+    inbox = make_inbox(tmp_path)
+    with database(db_url) as engine:
+        (inbox / "students.csv").write_bytes(csv_bytes(HEADER[:-1], [
+            ["S1", "Ana", "Lee", "2015-03-04", "3", "001"]]))
+        (inbox / "visitors.csv").write_bytes(csv_bytes(VISITORS[:3] + VISITORS[4:5], [
+            ["V1", "Pat", "Lee", "S1"]]))
+        run_import(engine, inbox)
+        assert table_rows(engine, "students", "homeroom") == [(None,)]
+        assert table_rows(engine, "visitor_student_links", "can_pickup",
+                          "emergency_contact") == [(True, False)]

@@ -341,7 +341,7 @@ class Importer:
         log.extend(checks.conflicting_rows(connection, stage, columns, label))
         counts, held_reason = Counts(), None
         if self._needs_applying(member.file_type):
-            syncs = [TargetSync(stage, target, self.district_id)
+            syncs = [TargetSync(stage, target, self.district_id, member.given)
                      for target in member.file_type.targets]
             now = datetime.now(UTC)
             # every target is applied; the primary one's counts are the member's, and
