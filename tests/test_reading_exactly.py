@@ -212,3 +212,28 @@ def test_a_new_record_gets_the_defaults_of_columns_the_file_leaves_out(
         assert table_rows(engine, "students", "homeroom") == [(None,)]
         assert table_rows(engine, "visitor_student_links", "can_pickup",
                           "emergency_contact") == [(True, False)]
+
+
+# -- item 2: a visitor is active while any of its links is ------------------------------
+
+@pytest.mark.parametrize("first_active", ["0", "1"], ids=["inactive-first", "active-first"])
+def test_a_visitor_is_active_while_any_of_its_links_is(db_url: str, tmp_path: Path,
+                                                       first_active: str) -> None:
+    """``V1,S0,Active=0`` then ``V1,S1,Active=1`` once stored V1 inactive (its first row)."""
+    inbox = make_inbox(tmp_path)
+    header = ("Visitor ID", "First Name", "Last Name", "Student ID", "Active")
+    flags = {"S0": first_active, "S1": "0" if first_active == "1" else "1"}
+    with database(db_url) as engine:
+        (inbox / "students.csv").write_bytes(csv_bytes(HEADER[:-1], [
+            [student, "Ana", "Lee", "2015-03-04", "3", "001"] for student in ("S0", "S1")]))
+        (inbox / "visitors.csv").write_bytes(csv_bytes(header, [
+            ["V1", "Pat", "Lee", student, active] for student, active in flags.items()] + [
+            ["V2", "Sam", "Lee", student, "0"] for student in flags]))
+        summary = run_import(engine, inbox)
+        assert issues(engine, summary) == []
+        assert table_rows(engine, "visitors", "visitor_id", "active") == [
+            ("V1", True), ("V2", False)]
+        assert table_rows(engine, "visitor_student_links", "visitor_id", "student_id",
+                          "active") == [("V1", student, active == "1")
+                                        for student, active in flags.items()] + [
+            ("V2", "S0", False), ("V2", "S1", False)]

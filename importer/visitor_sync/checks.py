@@ -15,6 +15,7 @@ from sqlalchemy import (
     Connection,
     Select,
     Subquery,
+    case,
     exists,
     func,
     or_,
@@ -33,11 +34,13 @@ _REPORT_BATCH = 10_000
 
 def first_lines(stage: Stage, key: ColumnElement[str], *, valid_only: bool,
                 repeated_only: bool = False) -> Subquery:
-    """``(key, first_seq, first_line)``: the first record of every key (optionally only
-    of repeated keys); records are in file order, so its line is the smallest too."""
+    """``(key, first_seq, first_line, any_active)``: the first record of every key
+    (optionally only of repeated keys); records are in file order, so its line is the
+    smallest too. ``any_active`` is 1 when any of the key's records is active."""
     table = stage.table
     query = select(key.label("key"), func.min(table.c.seq).label("first_seq"),
-                   func.min(table.c.line).label("first_line")).where(
+                   func.min(table.c.line).label("first_line"),
+                   func.max(case((table.c.active, 1), else_=0)).label("any_active")).where(
         key.is_not(None)).group_by(key)
     if valid_only:
         query = query.where(~table.c.skip)

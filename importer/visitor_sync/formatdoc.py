@@ -460,6 +460,10 @@ def render_file_type(file_type: FileType) -> str:
             line += (f". Rows repeating a {_headers(file_type, key)} must agree on "
                      f"{', '.join(file_type.header_of(name) for name in shared)}: the first "
                      "row wins, later differing rows get `conflicting_values`")
+            if target.mode is not SyncMode.UPSERT:
+                line += (f". A {target.name.removesuffix('s').replace('_', ' ')} is active "
+                         "while any of its rows is (`Active` = 0 on one row deactivates only "
+                         "what that row alone fills)")
         if target.on_create is not None:
             doc = inspect.getdoc(target.on_create) or target.on_create.__name__
             line += f". New records: {doc[0].lower()}{doc[1:].rstrip('.')}"

@@ -20,6 +20,7 @@ from datetime import datetime
 from sqlalchemy import (
     Boolean,
     Column,
+    ColumnElement,
     Connection,
     DateTime,
     MetaData,
@@ -86,18 +87,25 @@ class TargetSync:
         self.source = self._source()
 
     def _source(self) -> Subquery:
-        """One row per record key: the valid stage rows (the first, where several share it)."""
+        """One row per record key: the valid stage rows. Where several rows share a key (a
+        visitor linked to three students) the first row gives the details, and the record
+        is active while any of its rows is (a visitor with one active link is active)."""
         stage, table = self.stage, self.stage.table
         key = stage.target_key(self.target)
-        active = literal(True) if self.target.mode is SyncMode.UPSERT else table.c.active
+        active: ColumnElement[bool] = table.c.active
         data = [table.c[source] for source in self.columns.values()]
+        firsts = None
+        if self.stage.file_type.target_key(self.target) != self.stage.file_type.key:
+            firsts = first_lines(stage, key, valid_only=True)
+            active = firsts.c.any_active == 1
+        if self.target.mode is SyncMode.UPSERT:
+            active = literal(True)
         query = select(key.label("record_key"), active.label("active"),
                        *(column.label(name) for name, column in zip(self.columns, data,
                                                                     strict=True))
                        ).where(~table.c.skip, key.is_not(None))
-        if self.stage.file_type.target_key(self.target) != self.stage.file_type.key:
-            firsts = first_lines(stage, key, valid_only=True)
-            query = query.where(table.c.seq.in_(select(firsts.c.first_seq)))
+        if firsts is not None:
+            query = query.join(firsts, table.c.seq == firsts.c.first_seq)
         return query.subquery("source")
 
     def _delta(self) -> Table:
