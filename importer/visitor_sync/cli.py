@@ -7,7 +7,7 @@ import logging
 import sys
 import tempfile
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
@@ -17,7 +17,7 @@ from visitor_sync.db.database import connect, migrate
 from visitor_sync.issues import Severity
 from visitor_sync.locking import DistrictBusy
 from visitor_sync.notify import SmtpSettings, SmtpSettingsError, notify
-from visitor_sync.pipeline import ALL_HELD, Importer, stored_issues
+from visitor_sync.pipeline import ALL_HELD, Importer, pending_held, stored_issues
 from visitor_sync.report import describe, render_text
 from visitor_sync.samples import write_district
 from visitor_sync.sftp.factory import SourceConfigError, open_source
@@ -25,12 +25,17 @@ from visitor_sync.sftp.source import SftpUnavailable
 from visitor_sync.sources import FileList, LocalFolderSource
 from visitor_sync.summary import TERMINATION_MESSAGE_LIMIT, ImportSummary
 
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
 #: Exit status when another run holds the district (EX_TEMPFAIL: try again later).
 EXIT_BUSY = 75
 #: Exit status when the database failed while applying a file (the file stays).
 EXIT_INFRASTRUCTURE = 1
 #: Exit status when the SFTP server could not be used (EX_UNAVAILABLE: try again later).
 EXIT_UNAVAILABLE = 69
+#: Exit status when the command line asks for something that cannot be done (as click's).
+EXIT_USAGE = 2
 
 
 class TerminalProgress:
@@ -156,6 +161,8 @@ def import_(district_id: str | None, source: str, sftp_key: Path | None,
         raise click.UsageError(str(error)) from error
     engine = connect(db_url)
     migrate(engine)
+    if approve_held not in (None, ALL_HELD):
+        _check_approval(engine, config.district_id, approve_held, termination_log)
     try:
         with open_source(source, key_file=sftp_key, password_file=sftp_password_file,
                          known_hosts=known_hosts) as inbox:
@@ -173,6 +180,19 @@ def import_(district_id: str | None, source: str, sftp_key: Path | None,
         termination_log.write_text(summary.termination_message(), encoding="utf-8")
     if summary.infrastructure_failed:
         sys.exit(EXIT_INFRASTRUCTURE)
+
+
+def _check_approval(engine: Engine, district_id: str, run_id: str,
+                    termination_log: Path | None) -> None:
+    """Stop before importing when the run to approve holds nothing: a mistyped id would
+    otherwise pass for an approval."""
+    held = pending_held(engine, district_id)
+    if any(file.run_id == run_id for file in held):
+        return
+    pending = ", ".join(f"{file.file} held by run {file.run_id}" for file in held) or "none"
+    _give_up(f"run {run_id} holds no file of district {district_id} awaiting approval, so "
+             f"nothing was approved or imported (files awaiting approval: {pending})",
+             EXIT_USAGE, termination_log)
 
 
 def _give_up(reason: str, status: int, termination_log: Path | None) -> NoReturn:

@@ -127,7 +127,8 @@ ERROR_CODES: dict[str, tuple[Kind, str]] = {
                                 "(every row after the first)"),
     "unknown_student": (Kind.ROW, "Student ID does not name an active student of the "
                                   "district"),
-    "unknown_school": (Kind.ROW, "School ID does not name a school of the district"),
+    "unknown_school": (Kind.ROW, "School ID does not name a school of the district (schools "
+                                 "come from the rows of students files)"),
     "unknown_column": (Kind.WARNING, "a header cell matches no column or alias of the type; "
                                      "the column is ignored"),
     "encoding_fallback": (Kind.WARNING, "the file is not valid UTF-8 and was read as "
@@ -137,8 +138,9 @@ ERROR_CODES: dict[str, tuple[Kind, str]] = {
     "unknown_agent": (Kind.WARNING, "agentSourcedIds names a user not in users.csv; that link "
                                     "is ignored"),
     "conflicting_values": (Kind.WARNING, "a record repeated on several rows (a visitor, a "
-                                         "school) has other details than on its first row; "
-                                         "the first row wins"),
+                                         "school) has other details than on its first row "
+                                         "(the reason names the columns); the first row "
+                                         "wins"),
 }
 
 
