@@ -237,3 +237,20 @@ def test_a_visitor_is_active_while_any_of_its_links_is(db_url: str, tmp_path: Pa
                           "active") == [("V1", student, active == "1")
                                         for student, active in flags.items()] + [
             ("V2", "S0", False), ("V2", "S1", False)]
+
+
+def test_a_vendor_layout_keeps_what_its_columns_cannot_say(db_url: str,
+                                                           tmp_path: Path) -> None:
+    """An Ascender export has no Homeroom column: switching to it keeps stored homerooms."""
+    inbox = make_inbox(tmp_path)
+    with database(db_url) as engine:
+        (inbox / "students.csv").write_bytes(csv_bytes(HEADER, [
+            ["S1", "Ana", "Lee", "2015-03-04", "3", "001", "Room 1"]]))
+        run_import(engine, inbox)
+        (inbox / "students_ascender.csv").write_bytes(csv_bytes(
+            ("Stu ID", "Last Name", "First Name", "DOB", "Grd Lvl", "Campus ID"),
+            [["S1", "Lee", "Ana", "03042015", "4", "001"]]))
+        summary = run_import(engine, inbox)
+        assert outcome(summary, "students_ascender.csv").updated == 1
+        assert table_rows(engine, "students", "student_id", "grade", "homeroom") == [
+            ("S1", "04", "Room 1")]

@@ -41,12 +41,10 @@ class ColumnMap:
 
     @property
     def given(self) -> frozenset[str]:
-        """The row fields the file says something about: those of its columns, and those
-        no column fills (a vendor row model derives them). A column left out of the header
-        means "no information", so stored values of its field are kept."""
-        file_type = self.file_type
-        documented = {file_type.field_of(header) for header in file_type.headers}
-        return frozenset(self.written) | (frozenset(file_type.row_fields) - documented)
+        """The row fields the file says something about: those of its columns. A column
+        left out of the header, or one its layout does not have (an Ascender export has
+        no Email), means "no information", so stored values of its field are kept."""
+        return frozenset(self.written)
 
 
 #: A row to validate: its first physical line, its values by row field (empty cells
