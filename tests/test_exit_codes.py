@@ -158,6 +158,9 @@ def _bad_field(tmp_path: Path) -> list[str]:
                  id="invalid-district"),
     pytest.param("no source", lambda tmp: ["--source", f"{tmp}/missing"], DISTRICT,
                  "usage error: --source {tmp}/missing: no such folder", id="missing-source"),
+    pytest.param("approval of nothing", lambda _: ["--approve-held", "no-such-run"], DISTRICT,
+                 f"run no-such-run holds no file of district {DISTRICT} awaiting approval",
+                 id="approve-held-of-nothing"),
 ])
 def test_2_usage_errors(tmp_path: Path, case: str, arguments: object, district: str | None,
                         message: str) -> None:

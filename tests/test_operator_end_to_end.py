@@ -285,7 +285,7 @@ async def test_visitor_sync_operator_command_serves_health_metrics_and_stops_cle
         assert info.labels == {"namespace": NAMESPACE, "district": NAME, "district_id": NAME}
         assert {sample.labels["result"] for sample in families["visitor_sync_runs"].samples
                 if sample.name == "visitor_sync_runs_total"} == {
-            "success", "partial", "held", "failed"}
+            "success", "partial", "held", "failed", "waiting"}
     finally:
         if process.returncode is None:
             process.send_signal(signal.SIGTERM)

@@ -7,7 +7,7 @@ import logging
 import sys
 import tempfile
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 from pydantic import ValidationError
@@ -20,7 +20,7 @@ from visitor_sync.db.database import SchemaTooNew, connect, describe_failure, mi
 from visitor_sync.issues import Severity
 from visitor_sync.locking import DistrictBusy
 from visitor_sync.notify import SmtpSettings, SmtpSettingsError, notify
-from visitor_sync.pipeline import ALL_HELD, Importer, stored_issues
+from visitor_sync.pipeline import ALL_HELD, Importer, pending_held, stored_issues
 from visitor_sync.report import describe, render_text
 from visitor_sync.samples import write_district
 from visitor_sync.sftp.factory import SourceConfigError, open_source
@@ -28,6 +28,9 @@ from visitor_sync.sftp.source import SftpUnavailable
 from visitor_sync.sources import FileList, LocalFolderSource
 from visitor_sync.summary import TERMINATION_MESSAGE_LIMIT, ImportSummary
 from visitor_sync.termination import EXIT_TERMINATED, Terminated, stop_on_sigterm
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 #: Exit status when another run holds the district (EX_TEMPFAIL: try again later).
 EXIT_BUSY = 75
@@ -37,6 +40,8 @@ EXIT_DATABASE = 1
 EXIT_USAGE = 2
 #: Exit status when the SFTP server could not be used (EX_UNAVAILABLE: try again later).
 EXIT_UNAVAILABLE = 69
+#: Exit status when the command line asks for something that cannot be done (as click's).
+EXIT_USAGE = 2
 
 
 class TerminalProgress:
@@ -163,6 +168,8 @@ def import_(district_id: str | None, source: str, sftp_key: Path | None,
         with stop_on_sigterm():
             engine = _connect(db_url, termination_log)
             migrate(engine)
+            if approve_held not in (None, ALL_HELD):
+                _check_approval(engine, config.district_id, approve_held, termination_log)
             with open_source(source, key_file=sftp_key, password_file=sftp_password_file,
                              known_hosts=known_hosts) as inbox:
                 summary = Importer(engine, inbox, config, approve_held=approve_held,
@@ -227,6 +234,19 @@ def _import_config(config_file: Path | None, termination_log: Path | None,
             f"{'.'.join(map(str, problem['loc'])) or 'document'}: {problem['msg']}"
             for problem in error.errors(include_url=False))
         _give_up(f"usage error: invalid ImportConfig: {problems}", EXIT_USAGE, termination_log)
+
+
+def _check_approval(engine: Engine, district_id: str, run_id: str,
+                    termination_log: Path | None) -> None:
+    """Stop before importing when the run to approve holds nothing: a mistyped id would
+    otherwise pass for an approval."""
+    held = pending_held(engine, district_id)
+    if any(file.run_id == run_id for file in held):
+        return
+    pending = ", ".join(f"{file.file} held by run {file.run_id}" for file in held) or "none"
+    _give_up(f"run {run_id} holds no file of district {district_id} awaiting approval, so "
+             f"nothing was approved or imported (files awaiting approval: {pending})",
+             EXIT_USAGE, termination_log)
 
 
 def _give_up(reason: str, status: int, termination_log: Path | None,

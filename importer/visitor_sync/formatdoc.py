@@ -66,9 +66,16 @@ ERROR_CODES: dict[str, tuple[Kind, str]] = {
                                     "(one file per type per run)"),
     "file_too_large": (Kind.FILE, "the file is larger than `limits.max_file_bytes`"),
     "binary_file": (Kind.FILE, "the file holds NUL bytes (not a text export)"),
-    "invalid_encoding": (Kind.FILE, "the file is neither UTF-8 nor Windows-1252 text"),
+    "invalid_encoding": (Kind.FILE, "a line is neither UTF-8 nor Windows-1252 text (or not "
+                                    "UTF-16 in a file with a UTF-16 BOM)"),
+    "mixed_encoding": (Kind.FILE, "the file mixes encodings: a line that is not UTF-8 in a "
+                                  "file with UTF-8 text or a UTF-8 BOM"),
     "empty_file": (Kind.FILE, "the file has no header row"),
-    "malformed_csv": (Kind.FILE, "the CSV cannot be parsed (e.g. a stray quote)"),
+    "malformed_csv": (Kind.FILE, "the CSV cannot be parsed (e.g. text after a closing "
+                                 "quote)"),
+    "unclosed_quote": (Kind.FILE, "a quoted value is never closed: it runs to the end of the "
+                                  "file, closes in the middle of a later value, or takes in "
+                                  "later lines holding the delimiter"),
     "field_too_long": (Kind.FILE, "a field is longer than `limits.max_field_chars` "
                                   "(often an unclosed quote)"),
     "too_many_rows": (Kind.FILE, "the file has more data rows than `limits.max_rows`"),
@@ -123,7 +130,8 @@ ERROR_CODES: dict[str, tuple[Kind, str]] = {
                                 "(every row after the first)"),
     "unknown_student": (Kind.ROW, "Student ID does not name an active student of the "
                                   "district"),
-    "unknown_school": (Kind.ROW, "School ID does not name a school of the district"),
+    "unknown_school": (Kind.ROW, "School ID does not name a school of the district (schools "
+                                 "come from the rows of students files)"),
     "unknown_column": (Kind.WARNING, "a header cell matches no column or alias of the type; "
                                      "the column is ignored"),
     "encoding_fallback": (Kind.WARNING, "the file is not valid UTF-8 and was read as "
@@ -133,8 +141,9 @@ ERROR_CODES: dict[str, tuple[Kind, str]] = {
     "unknown_agent": (Kind.WARNING, "agentSourcedIds names a user not in users.csv; that link "
                                     "is ignored"),
     "conflicting_values": (Kind.WARNING, "a record repeated on several rows (a visitor, a "
-                                         "school) has other details than on its first row; "
-                                         "the first row wins"),
+                                         "school) has other details than on its first row "
+                                         "(the reason names the columns); the first row "
+                                         "wins"),
 }
 
 
@@ -456,6 +465,10 @@ def render_file_type(file_type: FileType) -> str:
             line += (f". Rows repeating a {_headers(file_type, key)} must agree on "
                      f"{', '.join(file_type.header_of(name) for name in shared)}: the first "
                      "row wins, later differing rows get `conflicting_values`")
+            if target.mode is not SyncMode.UPSERT:
+                line += (f". A {target.name.removesuffix('s').replace('_', ' ')} is active "
+                         "while any of its rows is (`Active` = 0 on one row deactivates only "
+                         "what that row alone fills)")
         if target.on_create is not None:
             doc = inspect.getdoc(target.on_create) or target.on_create.__name__
             line += f". New records: {doc[0].lower()}{doc[1:].rstrip('.')}"

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol, cast
 
-from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from visitor_sync import checks
@@ -34,23 +34,32 @@ from visitor_sync.db.schema import (
     ImportRun,
     SyncedRecord,
 )
-from visitor_sync.filetypes import format_named
+from visitor_sync.filetypes import file_type_for, format_named
 from visitor_sync.filetypes.base import FileType
 from visitor_sync.issuelog import IssueLog
 from visitor_sync.issues import FileRejected, Issue
 from visitor_sync.locking import district_lock
 from visitor_sync.planning import Work, classify, in_run_order, kind_of, member_types
 from visitor_sync.reconcile import Counts, TargetSync
+from visitor_sync.rejections import RejectedRecords
 from visitor_sync.sources import (
     FileChanged,
     Inbox,
     Source,
     SourceUnavailable,
+    Waiting,
     held_location,
     ready,
 )
 from visitor_sync.staging import Stage
-from visitor_sync.summary import FileOutcome, FileStatus, ImportSummary, RunResult, run_result
+from visitor_sync.summary import (
+    FileOutcome,
+    FileStatus,
+    ImportSummary,
+    PendingHeld,
+    RunResult,
+    run_result,
+)
 from visitor_sync.termination import Terminated, deferred, stop_if_asked
 from visitor_sync.validation import Member, RowValidator, csv_member
 
@@ -88,10 +97,12 @@ class Importer:
         self.trigger = trigger
         self.progress = progress
         self.run_id = str(uuid.uuid4())
-        self.waiting: list[str] = []
+        self.waiting: list[Waiting] = []
         self._file_started = 0.0
         #: the types of the tables this run applies
         self._present: set[FileType] = set()
+        #: rows earlier files of the run rejected, to explain references to them
+        self._rejected = RejectedRecords()
 
     @classmethod
     def for_validation(cls, scratch: Engine, inbox: Inbox, config: ImportConfig,
@@ -157,13 +168,15 @@ class Importer:
     def _finish(self, started: datetime, outcomes: list[FileOutcome],
                 result: RunResult | None = None) -> ImportSummary:
         """The run's summary, recorded on its run row."""
-        outcomes = outcomes + [FileOutcome(file=name, status=FileStatus.WAITING)
-                               for name in self.waiting]
-        held_pending, oldest_held_at = self._held_backlog()
+        outcomes = outcomes + [_waiting(waiting.file.name, waiting.reason)
+                               for waiting in self.waiting]
+        held = pending_held(self.engine, self.district_id)
         summary = ImportSummary(run_id=self.run_id, district_id=self.district_id,
                                 result=result or run_result(outcomes), started_at=started,
                                 finished_at=datetime.now(UTC), files=outcomes,
-                                held_pending=held_pending, oldest_held_at=oldest_held_at)
+                                held_pending=len(held), pending_held=held,
+                                oldest_held_at=min((file.held_at for file in held),
+                                                   default=None))
         with self.engine.begin() as connection:
             connection.execute(update(ImportRun).where(ImportRun.id == self.run_id).values(
                 finished_at=summary.finished_at, result=summary.result.value,
@@ -181,7 +194,8 @@ class Importer:
                 "interrupted", "the run was stopped (SIGTERM) while applying the file; nothing "
                 "from it was applied and it stays for the next run").issues(item.name))
             for item in left[:1]), *(
-            FileOutcome(file=item.name, type=_type_name(item), status=FileStatus.WAITING)
+            FileOutcome(file=item.name, type=_type_name(item), status=FileStatus.WAITING,
+                        waiting_reason="the run was stopped (SIGTERM) before it was read")
             for item in left[1:])]
         try:
             return self._finish(started, outcomes, RunResult.FAILED)
@@ -189,15 +203,6 @@ class Importer:
             return ImportSummary(run_id=self.run_id, district_id=self.district_id,
                                  result=RunResult.FAILED, started_at=started,
                                  finished_at=datetime.now(UTC), files=outcomes)
-
-    def _held_backlog(self) -> tuple[int, datetime | None]:
-        """How many held files still wait for approval after this run, and since when."""
-        with self.engine.connect() as connection:
-            count, oldest = connection.execute(
-                select(func.count(), func.min(HeldFile.held_at))
-                .where(HeldFile.district_id == self.district_id,
-                       HeldFile.state == "pending")).one()
-        return count, oldest.replace(tzinfo=UTC) if oldest and oldest.tzinfo is None else oldest
 
     def _ensure_district(self, now: datetime) -> None:
         with self.engine.connect() as connection:
@@ -214,8 +219,7 @@ class Importer:
 
     def _plan(self) -> list[Work]:
         listed = self.source.list_files()
-        settled, waiting = ready(listed, time.time(), self.config.quiet_period_seconds)
-        self.waiting = [file.name for file in waiting]
+        settled, self.waiting = ready(listed, time.time(), self.config.quiet_period_seconds)
         work, by_kind = classify(settled, self.source, self.config.accepted_types)
         if not self.validate_only:
             work += self._held_work(by_kind)
@@ -251,7 +255,8 @@ class Importer:
             with item.fetch() as path:
                 outcomes = self._outcomes(item, path)
         except FileChanged:
-            return [FileOutcome(file=item.name, type=_type_name(item), status=FileStatus.WAITING)]
+            return [_waiting(item.name, "it changed while it was being read (still "
+                                        "uploading); the next run reads it")]
         except FileNotFoundError:
             if item.held is None:
                 raise
@@ -375,11 +380,11 @@ class Importer:
         for reference in member.file_type.references:
             if not self.validate_only or self._filled_by_run(reference.model):
                 log.extend(checks.unknown_references(connection, stage, columns, reference,
-                                                     self.district_id, label))
+                                                     self.district_id, label, self._rejected))
         log.extend(checks.conflicting_rows(connection, stage, columns, label))
         counts, held_reason = Counts(), None
         if self._needs_applying(member.file_type):
-            syncs = [TargetSync(stage, target, self.district_id)
+            syncs = [TargetSync(stage, target, self.district_id, member.given)
                      for target in member.file_type.targets]
             now = datetime.now(UTC)
             # every target is applied; the primary one's counts are the member's, and
@@ -390,6 +395,8 @@ class Importer:
                                 if (reason := sync.hold_reason(
                                     target_counts, self.config.max_deactivate_percent))), None)
         rejected_rows = stage.skipped_rows(connection)
+        if rejected_rows:
+            self._rejected.remember(connection, stage, label, log.file_result_id)
         stage.drop(connection)
         return counts, held_reason, validator.rows_read, rejected_rows
 
@@ -503,6 +510,26 @@ class _KnownRecords:
 
 def _type_name(item: Work) -> str | None:
     return item.file_type.name if item.file_type is not None else None
+
+
+def _waiting(name: str, reason: str) -> FileOutcome:
+    """A file left for a later run, typed by its name (it was not read)."""
+    file_format = file_type_for(name)
+    return FileOutcome(file=name, type=file_format.name if file_format else None,
+                       status=FileStatus.WAITING, waiting_reason=reason)
+
+
+def pending_held(engine: Engine, district_id: str) -> list[PendingHeld]:
+    """The district's held files still awaiting approval, oldest first."""
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(HeldFile.file_name, HeldFile.run_id, HeldFile.held_at, HeldFile.reason)
+            .where(HeldFile.district_id == district_id, HeldFile.state == "pending")
+            .order_by(HeldFile.held_at, HeldFile.id))
+        return [PendingHeld(file=row.file_name, run_id=row.run_id, reason=row.reason,
+                            held_at=row.held_at.replace(tzinfo=UTC)
+                            if row.held_at.tzinfo is None else row.held_at)
+                for row in rows]
 
 
 def stored_issues(engine: Engine, run_id: str) -> Iterator[Issue]:

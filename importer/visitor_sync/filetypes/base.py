@@ -59,8 +59,9 @@ class Target:
     ``key`` names the row fields forming the table's record key (default: the
     file key). A row belongs to the target only when every key field has a
     value. When the target key is coarser than the file key (a visitor on
-    several rows, a school named by many students) the first row wins and the
-    differing later rows get a ``conflicting_values`` warning.
+    several rows, a school named by many students) the first row gives the details
+    and the differing later rows get a ``conflicting_values`` warning; the record is
+    active while any of its rows is.
     """
 
     model: type[SyncedRecord]
