@@ -131,6 +131,12 @@ class District:
             self.free_after.append(time.monotonic() - died)
         assert self.free_after[-1] < FREE_WITHIN_SECONDS
 
+    def after_fault(self, died: float) -> None:
+        """Every check after a run died (at ``died``, monotonic), then the next run."""
+        self.assert_consistent()
+        self.assert_free_at_once(died)
+        self.recover()
+
     def recover(self) -> None:
         """The next run succeeds at once and brings both files to this generation."""
         run, log = self.start()
@@ -190,12 +196,10 @@ def test_kill_9_at_random_points(district: District) -> None:
         run.signal(signal.SIGKILL)
         died = time.monotonic()
         assert run.finish() in (0, -signal.SIGKILL)
-        district.assert_consistent()
         applied = [district.generations()[file] == {f"G{district.generation}"}
                    for file in ("students.csv", "visitors.csv")]
         outcomes[("before any file", "between files", "after both")[sum(applied)]] += 1
-        district.assert_free_at_once(died)
-        district.recover()
+        district.after_fault(died)
     print(f"\nseed {SEED}: {KILL_TRIALS} kill -9 trials over a {duration:.2f} s run; "
           f"killed {outcomes}; district free after at most {max(district.free_after):.3f} s")
 
@@ -220,9 +224,7 @@ def test_sigterm_at_random_points(district: District) -> None:
             message = log.read_text()
             assert message == "stopped by SIGTERM before the run started" or \
                 ImportSummary.model_validate_json(message).result.value == "failed"
-        district.assert_consistent()
-        district.assert_free_at_once(died)
-        district.recover()
+        district.after_fault(died)
     print(f"\nseed {SEED + 1}: SIGTERM trials exited {statuses}")
 
 
@@ -233,23 +235,24 @@ def test_database_stopped_and_started_at_random_points(
     statuses = []
     for trial in range(OUTAGE_TRIALS):
         district.upload()
+        if trial == 0:  # down when the run starts
+            server.halt()
         run, log = district.start()
-        # the first outage starts before the run, the others at a random moment of it
-        time.sleep(0 if trial == 0 else fault_after(rng, duration))
-        server.halt()
+        if trial > 0:  # down at a random moment of the run
+            time.sleep(fault_after(rng, duration))
+            server.halt()
         try:
             status = run.finish()
         finally:
             server.resume()
         died = time.monotonic()
         statuses.append(status)
-        assert status in (0, 1), run.err
+        assert status in (0 if trial > 0 else 1, 1), run.err
         if status == 1:
             (line,) = run.err.splitlines()
             assert re.match(rf"visitor-sync: database_error: (could not connect|lost the "
                             rf"connection) to 127\.0\.0\.1:{server.port}: ", line), line
+            assert trial > 0 or "could not connect" in line
             assert log.read_text() == line.removeprefix("visitor-sync: ")
-        district.assert_consistent()
-        district.assert_free_at_once(died)
-        district.recover()
+        district.after_fault(died)
     print(f"\nseed {SEED + 2}: outage trials exited {statuses}")
