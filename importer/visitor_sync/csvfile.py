@@ -101,14 +101,13 @@ def inspect_file(path: Path, limits: Limits, text: bool = True) -> FileFacts:
 
 def _check_utf16(decoded: str, lines: int) -> int:
     """The line count after ``decoded``, or :class:`FileRejected` naming the line it fails on."""
-    for bad, problem in (("\x00", "binary"), ("\ufffd", "undecodable")):
-        if (position := decoded.find(bad)) >= 0:
-            line = lines + decoded.count("\n", 0, position)
-            if problem == "binary":
-                raise _binary(line)
-            raise FileRejected(
-                "invalid_encoding", "the file starts with a UTF-16 byte order mark but this "
-                "line is not UTF-16 text; export the file again (UTF-8 or UTF-16)", line)
+    if (position := decoded.find("\x00")) >= 0:
+        raise _binary(lines + decoded.count("\n", 0, position))
+    if (position := decoded.find("\ufffd")) >= 0:
+        raise FileRejected(
+            "invalid_encoding", "the file starts with a UTF-16 byte order mark but this line "
+            "is not UTF-16 text; export the file again (UTF-8 or UTF-16)",
+            lines + decoded.count("\n", 0, position))
     return lines + decoded.count("\n")
 
 
