@@ -60,11 +60,14 @@ _KIND_EFFECT = {
 #: importer source and fails when a code is missing here or no longer emitted.
 ERROR_CODES: dict[str, tuple[Kind, str]] = {
     "unrecognised_file": (Kind.FILE, "the file name is not one of the accepted names"),
+    "unreadable_file_name": (Kind.FILE, "the file name is not valid UTF-8 or holds control or "
+                                        "invisible characters (it is shown escaped)"),
     "type_not_accepted": (Kind.FILE, "the district's configuration does not enable this type "
                                      "(`accepted_types`)"),
     "duplicate_source": (Kind.FILE, "another file of the same run is already this type "
                                     "(one file per type per run)"),
-    "file_too_large": (Kind.FILE, "the file is larger than `limits.max_file_bytes`"),
+    "file_too_large": (Kind.FILE, "the file is larger than `limits.max_file_bytes` (refused "
+                                  "from the drop box listing, before it is downloaded)"),
     "binary_file": (Kind.FILE, "the file holds NUL bytes (not a text export)"),
     "invalid_encoding": (Kind.FILE, "the file is neither UTF-8 nor Windows-1252 text"),
     "empty_file": (Kind.FILE, "the file has no header row"),
@@ -73,8 +76,10 @@ ERROR_CODES: dict[str, tuple[Kind, str]] = {
                                   "(often an unclosed quote)"),
     "too_many_rows": (Kind.FILE, "the file has more data rows than `limits.max_rows`"),
     "invalid_zip_file": (Kind.FILE, "the file (or a member) is not a readable zip"),
-    "zip_too_many_members": (Kind.FILE, "the zip has more entries than "
-                                        "`limits.zip_max_members`"),
+    "zip_too_many_members": (Kind.FILE, "the zip declares more entries than "
+                                        "`limits.zip_max_members`, or its directory is larger "
+                                        "than that many entries need (read before the "
+                                        "directory itself)"),
     "zip_too_large": (Kind.FILE, "the members add up to more than "
                                  "`limits.zip_max_uncompressed_bytes` uncompressed"),
     "zip_bomb": (Kind.FILE, "a member compresses better than `limits.zip_max_ratio` to 1, or "

@@ -182,7 +182,8 @@ class Importer:
         listed = self.source.list_files()
         settled, waiting = ready(listed, time.time(), self.config.quiet_period_seconds)
         self.waiting = [file.name for file in waiting]
-        work, by_kind = classify(settled, self.source, self.config.accepted_types)
+        work, by_kind = classify(settled, self.source, self.config.accepted_types,
+                                 self.config.limits)
         if not self.validate_only:
             work += self._held_work(by_kind)
         return in_run_order(work)
@@ -214,8 +215,11 @@ class Importer:
     def _process(self, item: Work) -> list[FileOutcome]:
         self._file_started = time.perf_counter()
         try:
-            with item.fetch() as path:
-                outcomes = self._outcomes(item, path)
+            if item.rejection is not None:  # decided from the listing: never downloaded
+                outcomes = [self._record_failure(item, item.rejection, FileStatus.REJECTED)]
+            else:
+                with item.fetch() as path:
+                    outcomes = self._outcomes(item, path)
         except FileChanged:
             return [FileOutcome(file=item.name, type=_type_name(item), status=FileStatus.WAITING)]
         except FileNotFoundError:
@@ -246,8 +250,6 @@ class Importer:
     def _outcomes(self, item: Work, path: Path) -> list[FileOutcome]:
         """Apply the file in one transaction with its recorded outcome, or reject it whole."""
         try:
-            if item.rejection is not None:
-                raise item.rejection
             if isinstance(item.file_type, FileType):
                 return self._apply_csv(item, item.file_type, path)
             assert item.file_type is not None

@@ -31,14 +31,22 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, AnyStr
 from urllib.parse import unquote, urlsplit
 
 import paramiko
-from paramiko.sftp import CMD_EXTENDED, CMD_EXTENDED_REPLY
+from paramiko.sftp import (
+    CMD_CLOSE,
+    CMD_EXTENDED,
+    CMD_EXTENDED_REPLY,
+    CMD_HANDLE,
+    CMD_OPENDIR,
+    CMD_READDIR,
+)
 from paramiko.sftp_attr import SFTPAttributes
 from paramiko.sftp_file import SFTPFile
 
+from visitor_sync.filenames import display_name
 from visitor_sync.filetypes import is_temporary
 from visitor_sync.sftp.server import HELD_DIRECTORY
 from visitor_sync.sources import HELD_DIRECTORY as HELD_LOCATION_PREFIX
@@ -304,14 +312,37 @@ class SftpSource:
     # -- the Source protocol ------------------------------------------------------------
 
     def list_files(self) -> list[SourceFile]:
-        """Regular files of the drop box (no links, directories or temporary names)."""
-        with self._link() as sftp:
-            entries = sftp.listdir_attr(self.target.path)
-        return sorted((SourceFile(entry.filename, entry.st_size or 0,
-                                  float(entry.st_mtime or 0))
-                       for entry in entries
+        """Regular files of the drop box (no links, directories or temporary names); names
+        are read as bytes, so no name an uploader chose can stop the listing."""
+        with self._link():
+            entries = self._entries(self.target.path)
+        return sorted((SourceFile.listed(name, entry.st_size or 0, float(entry.st_mtime or 0))
+                       for name, entry in entries
                        if entry.st_mode is not None and stat.S_ISREG(entry.st_mode)
-                       and not is_temporary(entry.filename)), key=lambda file: file.name)
+                       and not is_temporary(display_name(name))), key=lambda file: file.raw)
+
+    def _entries(self, path: str) -> list[tuple[bytes, SFTPAttributes]]:
+        """A directory's entries by their exact name bytes (paramiko's listdir decodes
+        every name as UTF-8 and fails the whole listing on the first that is not)."""
+        kind, message = self.sftp._request(CMD_OPENDIR, path)
+        if kind != CMD_HANDLE:
+            raise paramiko.SFTPError("the server opened no directory handle")
+        handle = message.get_binary()
+        entries = []
+        try:
+            while True:
+                try:
+                    kind, message = self.sftp._request(CMD_READDIR, handle)
+                except EOFError:  # SSH_FX_EOF: the listing is complete
+                    return entries
+                for _ in range(message.get_int()):
+                    name = message.get_binary()
+                    message.get_binary()  # the "ls -l" line
+                    attributes = SFTPAttributes._from_msg(message)
+                    if name not in (b".", b".."):
+                        entries.append((name, attributes))
+        finally:
+            self.sftp._request(CMD_CLOSE, handle)
 
     @contextmanager
     def fetch(self, file: SourceFile) -> Iterator[Path]:
@@ -319,7 +350,7 @@ class SftpSource:
             copy = scratch / _plain(file.name)
             with self._link():
                 try:
-                    handle = self._open(self._inbox_path(file.name), "rb")
+                    handle = self._open(self._inbox_path(file), "rb")
                 except FileNotFoundError as gone:
                     raise FileChanged(file.name) from gone
                 with handle:
@@ -332,7 +363,7 @@ class SftpSource:
             yield copy
 
     def remove(self, file: SourceFile) -> bool:
-        path = self._inbox_path(file.name)
+        path = self._inbox_path(file)
         with self._link() as sftp:
             try:
                 handle = self._open(path, "r+b")
@@ -353,7 +384,7 @@ class SftpSource:
         return True
 
     def hold(self, file: SourceFile, run_id: str) -> bool:
-        path = self._inbox_path(file.name)
+        path = self._inbox_path(file)
         directory = posixpath.join(self.held_path, _plain(run_id))
         target = posixpath.join(directory, file.name)
         with self._link() as sftp:
@@ -406,8 +437,9 @@ class SftpSource:
 
     # -- helpers ------------------------------------------------------------------------
 
-    def _inbox_path(self, name: str) -> str:
-        return posixpath.join(self.target.path, _plain(name))
+    def _inbox_path(self, file: SourceFile) -> bytes:
+        """The file's path by its exact name bytes (paramiko sends bytes paths as they are)."""
+        return posixpath.join(os.fsencode(self.target.path), _plain(file.raw))
 
     def _held_path(self, location: str) -> str:
         """``held/<run_id>/<name>`` (from :func:`visitor_sync.sources.held_location`)."""
@@ -478,9 +510,10 @@ def _transport(sock: Any, **options: Any) -> paramiko.Transport:
     return transport
 
 
-def _plain(name: str) -> str:
+def _plain(name: AnyStr) -> AnyStr:
     """A single path component, so no name can reach outside its directory."""
-    if not name or name in (".", "..") or "/" in name or "\x00" in name:
+    text = os.fsdecode(name)
+    if not text or text in (".", "..") or "/" in text or "\x00" in text:
         raise ValueError(f"not a plain file name: {name!r}")
     return name
 
