@@ -14,6 +14,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 
 from visitor_sync.config import ImportConfig, Notifications, NotifyWhen
 from visitor_sync.db.database import connect, migrate
+from visitor_sync.failures import report_crash
 from visitor_sync.issues import Severity
 from visitor_sync.locking import DistrictBusy
 from visitor_sync.notify import SmtpSettings, SmtpSettingsError, notify
@@ -64,6 +65,7 @@ def main(verbose: bool) -> None:
     """Sync school district roster files into the visitor-management database."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    sys.excepthook = report_crash
 
 
 @main.command()
@@ -139,6 +141,10 @@ def import_(district_id: str | None, source: str, sftp_key: Path | None,
     $VISITOR_SYNC_SMTP_*) or, without SMTP, written to --outbox; a mail problem is
     reported in the summary and never changes the exit status.
 
+    The output (and the termination log) names files, lines, columns and error
+    codes, never the district's values: the reasons are in the report e-mail and
+    the database (and `visitor-sync validate` shows them for files at hand).
+
     Exit status 0 when the run completed, whatever the data said; non-zero
     only when the infrastructure failed (75: another run holds the district;
     69: the SFTP server could not be reached, was not trusted or dropped the link).
@@ -168,7 +174,7 @@ def import_(district_id: str | None, source: str, sftp_key: Path | None,
     except SftpUnavailable as error:
         _give_up(f"SFTP unavailable: {error}", EXIT_UNAVAILABLE, termination_log)
     summary = notify(engine, summary, config, smtp=smtp, outbox=outbox, recipients=recipients)
-    _report(summary, output)
+    _report(summary.without_values(), output)  # a Job's output is its pod's log
     if termination_log is not None:
         termination_log.write_text(summary.termination_message(), encoding="utf-8")
     if summary.infrastructure_failed:

@@ -33,6 +33,7 @@ from visitor_sync.db.schema import (
     ImportRun,
     SyncedRecord,
 )
+from visitor_sync.failures import describe_failure, frames
 from visitor_sync.filetypes import format_named
 from visitor_sync.filetypes.base import FileType
 from visitor_sync.issuelog import IssueLog
@@ -230,7 +231,8 @@ class Importer:
                 "upload the file again"), FileStatus.REJECTED)]
         except SQLAlchemyError as error:
             # Not the district's fault: the file stays where it is for the next run.
-            log.exception("database failure while importing %s", item.name)
+            log.error("database failure while importing %s: %s", item.name,
+                      describe_failure(error))
             return [self._record_failure(item, FileRejected(
                 "database_error", f"the database failed while applying the file "
                 f"({type(error).__name__}); nothing from it was applied and it will be "
@@ -238,7 +240,8 @@ class Importer:
         except SourceUnavailable:
             raise  # the drop box is gone: no other file can be read either
         except Exception as error:  # a bug must not block the district's other files
-            log.exception("unexpected failure while importing %s", item.name)
+            log.error("unexpected failure while importing %s: %s\n%s", item.name,
+                      describe_failure(error), frames(error))
             return [self._record_failure(item, FileRejected(
                 "internal_error", f"the importer failed on this file ({type(error).__name__}); "
                 "nothing from it was applied, it stays for the next run and support has "

@@ -2,21 +2,24 @@
 
 A run's outcome is the ``ImportSummary`` the importer wrote to its
 termination message; a Job that ended without one (crash, OOM kill, deadline)
-is a failed run whose message says what Kubernetes saw. Events and the status
+is a failed run whose message says what Kubernetes saw (the Job's condition, the
+exit status and its meaning), never the pod's message text. Events and the status
 name files, lines, columns and error codes, never cell values: whoever may read
 the namespace's Events is not necessarily allowed to read student data.
 """
 
 from __future__ import annotations
 
+import signal
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
 
+from visitor_sync.cli import EXIT_BUSY, EXIT_INFRASTRUCTURE, EXIT_UNAVAILABLE
 from visitor_sync.summary import FileStatus, ImportSummary, RunResult
-from visitor_sync_operator.builders.importer import COMPONENT, run_now_job
+from visitor_sync_operator.builders.importer import COMPONENT, EXIT_USAGE, run_now_job
 from visitor_sync_operator.district import District
 from visitor_sync_operator.kube import Kube
 from visitor_sync_operator.status import (
@@ -38,6 +41,15 @@ REPORTED_ANNOTATION = "sync.visitoraware.io/reported"
 #: The label Kubernetes puts on a Job's pods.
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 IMPORTER_CONTAINER = "importer"
+#: What the importer's exit statuses mean, for a run that ended without a summary.
+EXIT_MEANINGS = {
+    EXIT_INFRASTRUCTURE: "the database failed or the importer crashed",
+    EXIT_USAGE: "the importer's configuration or arguments are invalid",
+    EXIT_UNAVAILABLE: "the SFTP server could not be used",
+    EXIT_BUSY: "another run held the district",
+    128 + signal.SIGKILL: "killed",
+    128 + signal.SIGTERM: "stopped (SIGTERM: deadline or eviction)",
+}
 #: Errors quoted in an Event or the status message.
 QUOTED_ERRORS = 3
 EVENT_MESSAGE_LIMIT = 1000
@@ -116,8 +128,13 @@ def read_outcome(kube: Kube, job: dict[str, Any]) -> RunOutcome:
     why = condition.get("message") or condition.get("reason") or "the Job failed"
     if states and states[-1].get("reason") == "OOMKilled":
         why = "the importer ran out of memory (OOMKilled); raise spec.importer.resources"
-    detail = f"{why}: {message[-500:]}" if message else why
-    return RunOutcome(metadata["name"], finished_at, None, f"ended without a summary: {detail}")
+    elif states and states[-1].get("exitCode") is not None:
+        code = states[-1]["exitCode"]
+        why += f" (exit status {code}: {EXIT_MEANINGS.get(code, 'unexpected')})"
+    # The message itself is never quoted: without a summary it may be the tail of the
+    # importer's log (FallbackToLogsOnError), which is no place to take text from.
+    return RunOutcome(metadata["name"], finished_at, None,
+                      f"ended without a summary: {why}; the pod's log has the details")
 
 
 def describe(outcome: RunOutcome) -> tuple[str, str]:
