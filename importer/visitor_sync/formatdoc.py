@@ -25,7 +25,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError, PydanticUndefined
 
 from visitor_sync import values
-from visitor_sync.config import ImportConfig, Limits, Notifications
+from visitor_sync.config import ImportConfig, Limits, Notifications, Retention
 from visitor_sync.filetypes import APPLY_ORDER, FILE_TYPES
 from visitor_sync.filetypes.ascender import parse_ascender_birth_date
 from visitor_sync.filetypes.base import FileType, Reference, SyncMode
@@ -512,9 +512,7 @@ def _render_settings() -> Iterator[str]:
            "the file is rejected.\n")
     yield "| setting | default | meaning |"
     yield "|---|---|---|"
-    for name, field in Limits.model_fields.items():
-        yield (f"| `limits.{name}` | {_number(field.default)} | "
-               f"{_cell(field.description or '')} |")
+    yield from _nested_settings("limits", Limits)
     for name in _SETTINGS:
         field = ImportConfig.model_fields[name]
         default = "all types" if field.default is None else _number(field.default)
@@ -523,9 +521,18 @@ def _render_settings() -> Iterator[str]:
         default = "none" if field.default_factory is list else _number(field.default)
         yield (f"| `notifications.{name}` | {default} | "
                f"{_cell(field.description or '')} |")
+    yield from _nested_settings("retention", Retention)
     yield ""
+    yield ("Retention is applied by the importer at the end of every run; what it removes "
+           "is in [security.md](security.md#retention).\n")
     yield ("What the report e-mail contains, and the SMTP settings, are in "
            "[email.md](email.md).\n")
+
+
+def _nested_settings(prefix: str, model: type[BaseModel]) -> Iterator[str]:
+    for name, field in model.model_fields.items():
+        yield (f"| `{prefix}.{name}` | {_number(field.default)} | "
+               f"{_cell(field.description or '')} |")
 
 
 def _number(value: object) -> str:

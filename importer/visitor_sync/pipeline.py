@@ -41,6 +41,7 @@ from visitor_sync.issues import FileRejected, Issue
 from visitor_sync.locking import district_lock, heartbeat
 from visitor_sync.planning import Work, classify, in_run_order, kind_of, member_types
 from visitor_sync.reconcile import Counts, TargetSync
+from visitor_sync.retention import purge_database, sweep_drop_box
 from visitor_sync.sources import (
     FileChanged,
     Inbox,
@@ -154,8 +155,26 @@ class Importer:
             with self.engine.begin() as connection:
                 connection.execute(update(ImportRun).where(ImportRun.id == self.run_id).values(
                     finished_at=summary.finished_at, result=summary.result.value,
-                    summary=summary.model_dump(mode="json")))
+                    summary=summary.without_values().model_dump(mode="json")))
+            if not self.validate_only:
+                self._apply_retention()
         return summary
+
+    def _apply_retention(self) -> None:
+        """The retention settings, once the run is recorded; a failure only postpones them
+        to the next run (nothing of this run depends on them)."""
+        now = datetime.now(UTC)
+        retention = self.config.retention
+        try:
+            with self.engine.begin() as connection:
+                purged = purge_database(connection, self.district_id, retention, now)
+                pending = set(connection.scalars(select(HeldFile.location).where(
+                    HeldFile.district_id == self.district_id, HeldFile.state == "pending")))
+            sweep_drop_box(self.drop_box, pending, retention, now, purged)
+        except (SQLAlchemyError, SourceUnavailable, OSError) as error:
+            log.warning("retention was not applied this run: %s", describe_failure(error))
+            return
+        log.info("retention: removed %s", purged)
 
     def _held_backlog(self) -> tuple[int, datetime | None]:
         """How many held files still wait for approval after this run, and since when."""

@@ -41,6 +41,15 @@ class SourceFile:
         return cls(display_name(raw), size, mtime, raw)
 
 
+@dataclass(frozen=True)
+class Leftover:
+    """A temporary upload name or a sub-folder of the drop box, by its exact name bytes."""
+
+    name: str
+    raw: bytes
+    directory: bool
+
+
 class SourceUnavailable(Exception):
     """The drop box itself failed (connection lost, server gone): the run stops, non-zero."""
 
@@ -74,6 +83,16 @@ class Source(Inbox, Protocol):
 
     def discard_held(self, location: str) -> None:
         """Remove a held file for good (applied, superseded or expired)."""
+
+    def held_locations(self) -> list[str]:
+        """Every file in the held area, as ``held_location`` strings (for the sweep)."""
+
+    def leftovers(self, before: float) -> list[Leftover]:
+        """Temporary names and sub-folders of the inbox whose newest change (anywhere in a
+        folder) is older than ``before`` (a timestamp)."""
+
+    def remove_leftover(self, leftover: Leftover) -> None:
+        """Remove a leftover file, or a sub-folder with everything in it."""
 
 
 
@@ -156,6 +175,31 @@ class LocalFolderSource:
                 and not any(path.parent.iterdir()):
             path.parent.rmdir()
 
+    def held_locations(self) -> list[str]:
+        if not self.held_root.is_dir():
+            return []
+        return sorted(held_location(run.name, held.name) for run in self.held_root.iterdir()
+                      if run.is_dir() and not run.is_symlink() for held in run.iterdir())
+
+    def leftovers(self, before: float) -> list[Leftover]:
+        found = []
+        with os.scandir(os.fsencode(self.root)) as entries:
+            for entry in entries:
+                directory = entry.is_dir(follow_symlinks=False)
+                if entry.name == os.fsencode(HELD_DIRECTORY) or not (
+                        directory or is_temporary(display_name(entry.name))):
+                    continue
+                if _newest_change(entry.path) < before:
+                    found.append(Leftover(display_name(entry.name), entry.name, directory))
+        return found
+
+    def remove_leftover(self, leftover: Leftover) -> None:
+        path = os.path.join(os.fsencode(self.root), leftover.raw)
+        if leftover.directory:
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
+
     def _path(self, file: SourceFile) -> Path:
         return self.root / os.fsdecode(file.raw)
 
@@ -164,6 +208,15 @@ class LocalFolderSource:
         if not path.is_relative_to(self.held_root.resolve()):
             raise ValueError(f"not a held file: {location}")
         return path
+
+
+def _newest_change(path: bytes) -> float:
+    """The latest mtime of ``path`` and, for a folder, of everything in it."""
+    newest = os.lstat(path).st_mtime
+    for folder, directories, files in os.walk(path):
+        for name in (*directories, *files):
+            newest = max(newest, os.lstat(os.path.join(folder, name)).st_mtime)
+    return newest
 
 
 def _unchanged(path: Path, file: SourceFile) -> bool:

@@ -50,7 +50,13 @@ from visitor_sync.filenames import display_name
 from visitor_sync.filetypes import is_temporary
 from visitor_sync.sftp.server import HELD_DIRECTORY
 from visitor_sync.sources import HELD_DIRECTORY as HELD_LOCATION_PREFIX
-from visitor_sync.sources import FileChanged, SourceFile, SourceUnavailable
+from visitor_sync.sources import (
+    FileChanged,
+    Leftover,
+    SourceFile,
+    SourceUnavailable,
+    held_location,
+)
 
 log = logging.getLogger(__name__)
 
@@ -321,7 +327,7 @@ class SftpSource:
                        if entry.st_mode is not None and stat.S_ISREG(entry.st_mode)
                        and not is_temporary(display_name(name))), key=lambda file: file.raw)
 
-    def _entries(self, path: str) -> list[tuple[bytes, SFTPAttributes]]:
+    def _entries(self, path: str | bytes) -> list[tuple[bytes, SFTPAttributes]]:
         """A directory's entries by their exact name bytes (paramiko's listdir decodes
         every name as UTF-8 and fails the whole listing on the first that is not)."""
         kind, message = self.sftp._request(CMD_OPENDIR, path)
@@ -435,6 +441,56 @@ class SftpSource:
             except FileNotFoundError:
                 pass
 
+    def held_locations(self) -> list[str]:
+        with self._link():
+            if self._lstat(self.held_path) is None:
+                return []
+            runs = [run for run, entry in self._entries(self.held_path)
+                    if entry.st_mode is not None and stat.S_ISDIR(entry.st_mode)]
+            return sorted(held_location(os.fsdecode(run), os.fsdecode(name))
+                          for run in runs for name, _ in self._entries(
+                              posixpath.join(os.fsencode(self.held_path), run)))
+
+    def leftovers(self, before: float) -> list[Leftover]:
+        inbox = os.fsencode(self.target.path)
+        found = []
+        with self._link():
+            for name, entry in self._entries(inbox):
+                directory = entry.st_mode is not None and stat.S_ISDIR(entry.st_mode)
+                if not (directory or is_temporary(display_name(name))):
+                    continue
+                path = posixpath.join(inbox, name)
+                newest = self._newest_change(path) if directory else entry.st_mtime or 0
+                if newest < before:
+                    found.append(Leftover(display_name(name), name, directory))
+        return found
+
+    def remove_leftover(self, leftover: Leftover) -> None:
+        with self._link():
+            self._remove_tree(posixpath.join(os.fsencode(self.target.path), _plain(leftover.raw)))
+        log.info("removed the drop box leftover %s", leftover.name)
+
+    def _newest_change(self, folder: bytes) -> float:
+        newest = float(self.sftp.lstat(folder).st_mtime or 0)
+        for name, entry in self._entries(folder):
+            if entry.st_mode is not None and stat.S_ISDIR(entry.st_mode):
+                newest = max(newest, self._newest_change(posixpath.join(folder, name)))
+            newest = max(newest, float(entry.st_mtime or 0))
+        return newest
+
+    def _remove_tree(self, path: bytes) -> None:
+        """Remove a file (overwritten with zeros first) or a folder and all it holds."""
+        attributes = self.sftp.lstat(path)
+        if attributes.st_mode is not None and stat.S_ISDIR(attributes.st_mode):
+            for name, _ in self._entries(path):
+                self._remove_tree(posixpath.join(path, name))
+            self.sftp.rmdir(path)
+            return
+        if attributes.st_mode is not None and stat.S_ISREG(attributes.st_mode):
+            with self._open(path, "r+b") as handle:
+                self._overwrite(handle, attributes.st_size or 0)
+        self.sftp.remove(path)
+
     # -- helpers ------------------------------------------------------------------------
 
     def _inbox_path(self, file: SourceFile) -> bytes:
@@ -449,7 +505,7 @@ class SftpSource:
             raise ValueError(f"not a held file: {location}")
         return posixpath.join(self.held_path, _plain(run_id), _plain(name))
 
-    def _open(self, path: str, mode: str) -> SFTPFile:
+    def _open(self, path: str | bytes, mode: str) -> SFTPFile:
         """Open ``path``; a file its uploader made unreadable is given back owner access
         (the importer's account is the same uid, so it may)."""
         try:

@@ -12,7 +12,7 @@ import copy
 import hashlib
 from typing import Any
 
-from visitor_sync.config import ImportConfig, Notifications
+from visitor_sync.config import ImportConfig, Notifications, Retention
 from visitor_sync.sftp.keys import known_hosts_line
 from visitor_sync_operator.builders.secrets import IMPORTER_KEY_FILE, Material
 from visitor_sync_operator.builders.sftp import IMPORTER_USER
@@ -45,6 +45,7 @@ def import_config(district: District, approve_held_run: str | None) -> ImportCon
         quiet_period_seconds=spec.safety.quiet_period_seconds,
         held_retention_days=spec.safety.held_retention_days,
         accepted_types=spec.accepted_file_types, approve_held_run=approve_held_run,
+        retention=Retention.model_validate(spec.retention.model_dump()),
         notifications=Notifications(recipients=spec.notifications.recipients,
                                     when=spec.notifications.when,
                                     max_listed_errors=spec.notifications.max_listed_errors))
