@@ -11,6 +11,7 @@ import os
 import struct
 import subprocess
 import sys
+import zipfile
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +23,7 @@ from tests.support.sshd import SftpServer
 from visitor_sync.config import Limits
 from visitor_sync.filenames import display_name
 from visitor_sync.issues import FileRejected
-from visitor_sync.oneroster.zipsafe import extracted
+from visitor_sync.oneroster.zipsafe import declared_directory, extracted
 from visitor_sync.samples import STUDENT_HEADER, student_rows
 from visitor_sync.sftp.source import SftpCredentials, SftpSource, SftpTarget, Timeouts
 from visitor_sync.summary import FileOutcome, FileStatus, RunResult
@@ -181,8 +182,6 @@ def huge_zip(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 def test_the_generated_zip_is_a_real_zip_of_that_many_entries(tmp_path: Path) -> None:
-    import zipfile
-
     path = tmp_path / "small.zip"
     write_zip_of_empty_entries(path, 70_000)  # past the 65,535 of a plain end record
     with zipfile.ZipFile(path) as archive:
@@ -195,7 +194,7 @@ import resource, sys
 from pathlib import Path
 from visitor_sync.config import Limits
 from visitor_sync.issues import FileRejected
-from visitor_sync.oneroster.zipsafe import extracted
+from visitor_sync.oneroster.zipsafe import declared_directory, extracted
 try:
     with extracted(Path(sys.argv[1]), Path(sys.argv[2]), Limits()):
         print("accepted")
@@ -249,3 +248,14 @@ def test_a_huge_zip_in_the_drop_box_is_rejected_and_removed(
     assert [issue.code for issue in refused.issues] == ["zip_too_many_members"]
     assert f"{ENTRIES:,}" in refused.issues[0].reason
     assert not (inbox / "oneroster.zip").exists()
+
+
+def test_an_end_record_signature_inside_the_zip_comment_is_not_taken_for_the_record(
+        tmp_path: Path) -> None:
+    path = tmp_path / "commented.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        for name in ("a.csv", "b.csv", "c.csv"):
+            archive.writestr(name, b"x\n")
+        archive.comment = b"PK\x05\x06" + b"\xff" * 30  # a forged record claiming 65,535
+    declared = declared_directory(path)
+    assert declared is not None and declared[0] == 3  # not refused as 65,535 entries

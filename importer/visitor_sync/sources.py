@@ -179,7 +179,8 @@ class LocalFolderSource:
         if not self.held_root.is_dir():
             return []
         return sorted(held_location(run.name, held.name) for run in self.held_root.iterdir()
-                      if run.is_dir() and not run.is_symlink() for held in run.iterdir())
+                      if run.is_dir() and not run.is_symlink() for held in run.iterdir()
+                      if not held.is_dir() or held.is_symlink())
 
     def leftovers(self, before: float) -> list[Leftover]:
         found = []

@@ -41,10 +41,16 @@ def declared_directory(path: Path) -> tuple[int, int] | None:
         size = stream.seek(0, 2)
         stream.seek(max(0, size - _END_SEARCH))
         tail = stream.read()
-        at = tail.rfind(b"PK\x05\x06")
-        if at < 0 or len(tail) - at < _END_RECORD.size:
-            return None
-        *_, entries, directory_size, _, _ = _END_RECORD.unpack_from(tail, at)
+        at = len(tail)
+        while True:  # the last signature whose comment length reaches the end exactly
+            at = tail.rfind(b"PK\x05\x06", 0, at)
+            if at < 0:
+                return None
+            if len(tail) - at < _END_RECORD.size:
+                continue
+            *_, entries, directory_size, _, comment = _END_RECORD.unpack_from(tail, at)
+            if at + _END_RECORD.size + comment == len(tail):
+                break
         if entries != 0xFFFF and directory_size != 0xFFFFFFFF:
             return entries, directory_size
         locator_at = at - _ZIP64_LOCATOR.size

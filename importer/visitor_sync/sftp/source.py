@@ -448,8 +448,9 @@ class SftpSource:
             runs = [run for run, entry in self._entries(self.held_path)
                     if entry.st_mode is not None and stat.S_ISDIR(entry.st_mode)]
             return sorted(held_location(os.fsdecode(run), os.fsdecode(name))
-                          for run in runs for name, _ in self._entries(
-                              posixpath.join(os.fsencode(self.held_path), run)))
+                          for run in runs for name, entry in self._entries(
+                              posixpath.join(os.fsencode(self.held_path), run))
+                          if entry.st_mode is None or not stat.S_ISDIR(entry.st_mode))
 
     def leftovers(self, before: float) -> list[Leftover]:
         inbox = os.fsencode(self.target.path)
