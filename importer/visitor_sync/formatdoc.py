@@ -25,7 +25,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError, PydanticUndefined
 
 from visitor_sync import values
-from visitor_sync.config import ImportConfig, Limits, Notifications
+from visitor_sync.config import ImportConfig, Limits, Notifications, Retention
 from visitor_sync.filetypes import APPLY_ORDER, FILE_TYPES
 from visitor_sync.filetypes.ascender import parse_ascender_birth_date
 from visitor_sync.filetypes.base import FileType, Reference, SyncMode
@@ -60,11 +60,14 @@ _KIND_EFFECT = {
 #: importer source and fails when a code is missing here or no longer emitted.
 ERROR_CODES: dict[str, tuple[Kind, str]] = {
     "unrecognised_file": (Kind.FILE, "the file name is not one of the accepted names"),
+    "unreadable_file_name": (Kind.FILE, "the file name is not valid UTF-8 or holds control or "
+                                        "invisible characters (it is shown escaped)"),
     "type_not_accepted": (Kind.FILE, "the district's configuration does not enable this type "
                                      "(`accepted_types`)"),
     "duplicate_source": (Kind.FILE, "another file of the same run is already this type "
                                     "(one file per type per run)"),
-    "file_too_large": (Kind.FILE, "the file is larger than `limits.max_file_bytes`"),
+    "file_too_large": (Kind.FILE, "the file is larger than `limits.max_file_bytes` (refused "
+                                  "from the drop box listing, before it is downloaded)"),
     "binary_file": (Kind.FILE, "the file holds NUL bytes (not a text export)"),
     "invalid_encoding": (Kind.FILE, "a line is neither UTF-8 nor Windows-1252 text (or not "
                                     "UTF-16 in a file with a UTF-16 BOM)"),
@@ -80,8 +83,10 @@ ERROR_CODES: dict[str, tuple[Kind, str]] = {
                                   "(often an unclosed quote)"),
     "too_many_rows": (Kind.FILE, "the file has more data rows than `limits.max_rows`"),
     "invalid_zip_file": (Kind.FILE, "the file (or a member) is not a readable zip"),
-    "zip_too_many_members": (Kind.FILE, "the zip has more entries than "
-                                        "`limits.zip_max_members`"),
+    "zip_too_many_members": (Kind.FILE, "the zip declares more entries than "
+                                        "`limits.zip_max_members`, or its directory is larger "
+                                        "than that many entries need (read before the "
+                                        "directory itself)"),
     "zip_too_large": (Kind.FILE, "the members add up to more than "
                                  "`limits.zip_max_uncompressed_bytes` uncompressed"),
     "zip_bomb": (Kind.FILE, "a member compresses better than `limits.zip_max_ratio` to 1, or "
@@ -523,9 +528,7 @@ def _render_settings() -> Iterator[str]:
            "the file is rejected.\n")
     yield "| setting | default | meaning |"
     yield "|---|---|---|"
-    for name, field in Limits.model_fields.items():
-        yield (f"| `limits.{name}` | {_number(field.default)} | "
-               f"{_cell(field.description or '')} |")
+    yield from _nested_settings("limits", Limits)
     for name in _SETTINGS:
         field = ImportConfig.model_fields[name]
         default = "all types" if field.default is None else _number(field.default)
@@ -534,9 +537,18 @@ def _render_settings() -> Iterator[str]:
         default = "none" if field.default_factory is list else _number(field.default)
         yield (f"| `notifications.{name}` | {default} | "
                f"{_cell(field.description or '')} |")
+    yield from _nested_settings("retention", Retention)
     yield ""
+    yield ("Retention is applied by the importer at the end of every run; what it removes "
+           "is in [security.md](security.md#retention).\n")
     yield ("What the report e-mail contains, and the SMTP settings, are in "
            "[email.md](email.md).\n")
+
+
+def _nested_settings(prefix: str, model: type[BaseModel]) -> Iterator[str]:
+    for name, field in model.model_fields.items():
+        yield (f"| `{prefix}.{name}` | {_number(field.default)} | "
+               f"{_cell(field.description or '')} |")
 
 
 def _number(value: object) -> str:

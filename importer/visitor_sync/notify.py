@@ -371,7 +371,7 @@ def _record(engine: Engine, summary: ImportSummary) -> None:
     with engine.begin() as connection:
         connection.execute(update(ImportRun).where(ImportRun.id == summary.run_id).values(
             report_sent=summary.report_email is ReportEmail.SENT,
-            summary=summary.model_dump(mode="json")))
+            summary=summary.without_values().model_dump(mode="json")))
 
 
 def _send_invitations(engine: Engine, summary: ImportSummary, config: ImportConfig,

@@ -22,10 +22,6 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from visitor_sync.summary import ImportSummary
 
-#: Exit status of a run stopped by SIGTERM (128 + 15, as a shell reports it).
-EXIT_TERMINATED = 128 + signal.SIGTERM
-
-
 class Terminated(BaseException):
     """The run was asked to stop; ``summary`` says what it had done, when it got that far."""
 

@@ -20,7 +20,7 @@ from croniter import croniter
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
-from visitor_sync.config import NotifyWhen
+from visitor_sync.config import NotifyWhen, Retention
 from visitor_sync.filetypes import APPLY_ORDER, CONTAINERS
 from visitor_sync.sftp.keys import check_authorized_keys
 from visitor_sync.values import Email
@@ -160,6 +160,11 @@ class SafetySpec(SpecModel):
                                       "uploading).")
 
 
+class RetentionSpec(SpecModel, Retention):
+    """How long deactivated records, error texts, run history and drop-box leftovers are
+    kept (held files: safety.heldRetentionDays); applied by the importer after each run."""
+
+
 class PauseWindow(SpecModel):
     """Dates (inclusive, in spec.timeZone) when scheduled runs do not start; uploads wait."""
 
@@ -231,6 +236,7 @@ class DistrictSyncSpec(SpecModel):
         None, description="File kinds the district may send (default: all): students, "
         "visitors, employees, users, volunteers, court_orders, bus_schedule, oneroster.")
     safety: SafetySpec = Field(default_factory=SafetySpec)
+    retention: RetentionSpec = Field(default_factory=RetentionSpec)
     sftp: SftpSpec = Field(default_factory=SftpSpec)
     database: DatabaseSpec = Field(default_factory=DatabaseSpec)
     notifications: NotificationsSpec = Field(default_factory=NotificationsSpec)
