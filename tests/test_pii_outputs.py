@@ -38,6 +38,8 @@ from visitor_sync_operator.settings import OperatorSettings
 
 #: Every sentinel starts so (compared without case: e-mail addresses are lower-cased).
 MARK = "sntl"
+#: How long the operator may take to react (four runs on a busy 2-core machine).
+REACTION_TIMEOUT = 60.0
 #: The first name the database is made to refuse in the constraint run.
 GUARDED = "SntlGuarded"
 
@@ -125,14 +127,16 @@ async def test_no_cell_value_reaches_logs_termination_messages_status_events_or_
 
     async def one_run(token: str) -> dict[str, Any]:
         await annotate(cluster, RUN_REQUEST, token)
-        await wait_status(cluster, lambda b: b["status"].get("lastHandledRunRequest") == token)
+        await wait_status(cluster, lambda b: b["status"].get("lastHandledRunRequest") == token,
+                          timeout=REACTION_TIMEOUT)
         job = next(j for j in await jobs(cluster)
                    if j["metadata"]["annotations"]["sync.visitoraware.io/run-request"] == token)
         container = await run_job(cluster, job, tmp_path / token, network(sftp_server))
         containers[token] = container
         await report_job(cluster, job, container.exit_code, container.reported_message)
         body = await wait_status(cluster, lambda b: (b["status"].get("lastImport") or {}).get(
-            "job") == job["metadata"]["name"] and not b["status"].get("activeJob"))
+            "job") == job["metadata"]["name"] and not b["status"].get("activeJob"),
+            timeout=REACTION_TIMEOUT)
         readable.update({
             f"{token} stdout": container.stdout, f"{token} stderr": container.stderr,
             f"{token} termination message": container.reported_message,
@@ -170,13 +174,15 @@ async def test_no_cell_value_reaches_logs_termination_messages_status_events_or_
             # output), the operator quotes none of it.
             await annotate(cluster, RUN_REQUEST, "foreign")
             await wait_status(cluster,
-                              lambda b: b["status"].get("lastHandledRunRequest") == "foreign")
+                              lambda b: b["status"].get("lastHandledRunRequest") == "foreign",
+                              timeout=REACTION_TIMEOUT)
             (job,) = [j for j in await jobs(cluster) if j["metadata"]["annotations"][
                 "sync.visitoraware.io/run-request"] == "foreign"]
             await report_job(cluster, job, 1, "Traceback (most recent call last):\n"
                              "ValueError: invalid literal for int(): 'SntlForeign'")
             foreign = await wait_status(cluster, lambda b: (b["status"].get("lastImport") or {})
-                                        .get("job") == job["metadata"]["name"])
+                                        .get("job") == job["metadata"]["name"],
+                                        timeout=REACTION_TIMEOUT)
             readable["foreign status"] = json.dumps(foreign["status"], indent=1)
             assert "exit status 1" in foreign["status"]["lastImport"]["message"]
 

@@ -57,8 +57,8 @@ def classify(files: list[SourceFile], inbox: Inbox, accepted: list[str] | None,
             item.rejection = _rejection(item, accepted, by_kind)
         except FileRejected as rejected:
             item.rejection = rejected
-        if item.rejection is None:
-            by_kind[kind_of(item.file_type)] = item  # type: ignore[arg-type]
+        if item.rejection is None and item.file_type is not None:
+            by_kind[kind_of(item.file_type)] = item
     _reject_replaced(by_kind)
     return work, by_kind
 
