@@ -93,6 +93,44 @@ def test_records_deactivated_longer_than_the_limit_are_deleted(db_url: str,
         assert (gone_long_ago, True) in table_rows(engine, "students", "student_id", "active")
 
 
+def test_a_failing_purge_leaves_the_run_recorded_and_waits_for_the_next_run(
+        db_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    inbox = make_inbox(tmp_path)
+    roster = students(20)
+    with database(db_url) as engine:
+        put_students(inbox, roster)
+        run_import(engine, inbox)
+        put_students(inbox, roster[1:])
+        run_import(engine, inbox)
+        age(engine, update(Student).where(Student.student_id == roster[0][0])
+            .values(deactivated_at=ago(400)))
+        with engine.begin() as connection:  # the database refuses every delete of students
+            if engine.dialect.name == "postgresql":
+                connection.exec_driver_sql(
+                    "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS "
+                    "$$ BEGIN RAISE EXCEPTION 'no deletes'; END $$")
+                connection.exec_driver_sql("CREATE TRIGGER refuse BEFORE DELETE ON students "
+                                           "FOR EACH ROW EXECUTE FUNCTION refuse()")
+            else:
+                connection.exec_driver_sql("CREATE TRIGGER refuse BEFORE DELETE ON students "
+                                           "BEGIN SELECT RAISE(ABORT, 'no deletes'); END")
+
+        refused = run_import(engine, inbox)
+
+        assert refused.result is RunResult.SUCCESS
+        assert table_rows(engine, "import_runs", "result").count(("success",)) == 3
+        assert count(engine, Student) == 20  # nothing purged: one transaction
+        warnings = [record.getMessage() for record in caplog.records
+                    if "retention was not applied" in record.getMessage()]
+        assert len(warnings) == 1 and "no deletes" not in warnings[0]
+
+        with engine.begin() as connection:
+            connection.exec_driver_sql("DROP TRIGGER refuse" + (
+                " ON students" if engine.dialect.name == "postgresql" else ""))
+        run_import(engine, inbox)
+        assert count(engine, Student) == 19
+
+
 def test_error_reasons_are_erased_after_the_limit_codes_and_lines_stay(
         db_url: str, tmp_path: Path) -> None:
     inbox = make_inbox(tmp_path)
