@@ -186,34 +186,36 @@ class _Roster:
                         self.links.setdefault(agent, {})[row["sourcedid"]] = None
 
     def _roles_1_2(self) -> dict[str, list[Role]]:
-        """roles.csv by userSourcedId; a row that cannot be read exactly (its role type or
-        dates) becomes its user's problem instead."""
+        """roles.csv by userSourcedId. A row that cannot be read exactly (its role type or
+        dates) still says what the user is, so the user's records are rejected with that
+        problem (and kept from deactivation) instead of vanishing."""
         found: dict[str, list[Role]] = {}
         with self._table("roles.csv") as rows:
             for line, row in rows:
-                role = self._role(line, row)
-                if isinstance(role, Issue):
-                    self.problems.setdefault(row["usersourcedid"], role)
-                else:
-                    found.setdefault(row["usersourcedid"], []).append(role)
+                role, problem = self._role(line, row)
+                found.setdefault(row["usersourcedid"], []).append(role)
+                if problem is not None:
+                    self.problems.setdefault(row["usersourcedid"], problem)
         return found
 
-    def _role(self, line: int, row: dict[str, str]) -> Role | Issue:
-        role_type = row.get("roletype", "").lower()
+    def _role(self, line: int, row: dict[str, str]) -> tuple[Role, Issue | None]:
+        role_type, problem = row.get("roletype", "").lower(), None
         if role_type not in ROLE_TYPES:
-            return self._problem("roles.csv", line, "roleType", "invalid_value",
-                                 f"{quote_value(row.get('roletype', ''))} is not a role type; "
-                                 "use primary or secondary")
+            problem = self._problem("roles.csv", line, "roleType", "invalid_value",
+                                    f"{quote_value(row.get('roletype', ''))} is not a role "
+                                    "type; use primary or secondary")
         dates: list[date | None] = []
         for column in ("beginDate", "endDate"):
             value = row.get(normalise_header(column), "")
             try:
                 dates.append(parse_date(value) if value else None)
             except PydanticCustomError as error:
-                return self._problem("roles.csv", line, column, error.type, error.message())
-        return Role(role_name(row["role"]), row["orgsourcedid"], role_type == "primary",
+                dates.append(None)
+                problem = problem or self._problem("roles.csv", line, column, error.type,
+                                                   error.message())
+        return Role(role_name(row["role"]), row["orgsourcedid"], role_type != "secondary",
                     "roles.csv", line, "orgSourcedId", *dates,
-                    deleted=row.get("status", "").lower() in DELETED_STATUSES)
+                    deleted=row.get("status", "").lower() in DELETED_STATUSES), problem
 
     def _demographics(self) -> None:
         """Birth dates and sex by sourcedId; a birth date that is not one is the user's
@@ -355,8 +357,10 @@ class _Roster:
                 "phone": row.get("phone", "") or row.get("sms", ""),
                 "relationship": roles[0].name, "sourced_id": row["sourcedid"],
                 "active": _active(row, any_in_effect(roles, self.today))})
+            # a student whose student role ended is no one's to link (the link lapses)
             students = [self.people[student].key for student in self.links.get(
-                row["sourcedid"], {})]
+                row["sourcedid"], {}) if any_in_effect(
+                    self.people[student].roles_in(STUDENT_ROLES, self.today), self.today)]
             for student in students or [""]:
                 yield line, _present({**values, "student_id": student}), person.problem
 

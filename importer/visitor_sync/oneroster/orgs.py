@@ -57,5 +57,5 @@ class Orgs:
         if org is None:
             return (f"{quoted} is not an org of orgs.csv nor a school of an earlier import; "
                     "send the org first or fix the sourcedId")
-        return (f"{quoted} is a {org.kind or 'typeless'} org with no school above it in "
-                "orgs.csv; place the user at a school (or a department of one)")
+        return (f"{quoted} is a {org.kind or 'typeless'} org, not a school nor part of one "
+                "in orgs.csv; place the user at a school (or at a department of one)")
