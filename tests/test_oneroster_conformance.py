@@ -238,16 +238,18 @@ def test_secondary_guardian_role_links_a_teacher(db_url: str, tmp_path: Path) ->
 
 
 def test_role_dates_are_honoured(db_url: str, tmp_path: Path) -> None:
-    """A role counts from its beginDate to its endDate (its last day): a student role
-    that ended deactivates the student (and the link lapses), a secondary teacher role
-    that ended takes its school off the account, a parent role beginning tomorrow makes
-    an inactive visitor; a role ending today still counts."""
+    """A role counts from its beginDate (inclusive) to its endDate (exclusive), as the 1.2
+    Rostering information model's Role says: a student role ending today deactivates the
+    student (and the link lapses), a secondary teacher role that ended takes its school
+    off the account, a parent role beginning tomorrow makes an inactive visitor; a role
+    that began today and ends tomorrow counts."""
+    today = date.today().isoformat()
     inbox = make_inbox(tmp_path, "second")
-    with_roles(CLEAN_1_2, {"stu-4-r1": {"endDate": YESTERDAY},
+    with_roles(CLEAN_1_2, {"stu-4-r1": {"endDate": today},
                            "tch-2-r3": {"endDate": YESTERDAY},
                            "par-2-r1": {"beginDate": TOMORROW},
-                           "tch-1-r1": {"beginDate": "2020-01-01",
-                                        "endDate": date.today().isoformat()}}).write(inbox / ZIP)
+                           "tch-1-r1": {"beginDate": today, "endDate": TOMORROW}}).write(
+        inbox / ZIP)
     with database(db_url) as engine:
         import_clean(engine, tmp_path, "1.2")
         before = state(engine)
@@ -278,9 +280,11 @@ def test_secondary_administrator_role_grants_nothing(db_url: str, tmp_path: Path
     zipped.write(inbox / ZIP)
     with database(db_url) as engine:
         summary = run_import(engine, inbox)
-        assert sorted(brief(issues(engine, summary))) == sorted(
+        found = issues(engine, summary)
+        assert sorted(brief(found)) == sorted(
             (ROLES, zipped.line_of("roles", row["sourcedId"]), "roleType",
              "secondary_admin_role", "warning") for row in added)
+        assert "role 'districtAdministrator' is a secondary role" in found[0].reason
         assert stored(engine) == {table: expected(table) for table in EXPECTED}
 
 

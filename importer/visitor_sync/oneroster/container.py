@@ -167,6 +167,10 @@ class _Roster:
                 self.people[sourced_id] = person
                 self._warn_about_roles(person)
         self._learn_from_database()
+        self._learn_links()
+
+    def _learn_links(self) -> None:
+        """Guardian -> students, from either side's agentSourcedIds."""
         with self._table("users.csv") as rows:
             for line, row in rows:
                 me = self.people[row["sourcedid"]]
@@ -215,7 +219,8 @@ class _Roster:
                                                    error.message())
         return Role(role_name(row["role"]), row["orgsourcedid"], role_type != "secondary",
                     "roles.csv", line, "orgSourcedId", *dates,
-                    deleted=row.get("status", "").lower() in DELETED_STATUSES), problem
+                    deleted=row.get("status", "").lower() in DELETED_STATUSES,
+                    written=row["role"]), problem
 
     def _demographics(self) -> None:
         """Birth dates and sex by sourcedId; a birth date that is not one is the user's
@@ -239,14 +244,14 @@ class _Roster:
             if role.name not in MAPPED_ROLES:
                 written[(role.table, role.line)] = Issue.warning(
                     self.label(role.table), "unmapped_role",
-                    f"role {role.name!r} has no counterpart in visitor-sync; "
+                    f"role {quote_value(role.written)} has no counterpart in visitor-sync; "
                     + ("that role is ignored" if mapped else "the user is skipped"),
                     line=role.line, column="role")
         for role in person.ignored_admin_roles(self.today):
             written[(role.table, role.line)] = Issue.warning(
                 self.label(role.table), "secondary_admin_role",
-                f"role {role.name!r} is a secondary role; administrator rights come only "
-                "from a user's primary role, so it is ignored", line=role.line,
+                f"role {quote_value(role.written)} is a secondary role; administrator rights "
+                "come only from a user's primary role, so it is ignored", line=role.line,
                 column="roleType")
         self.warnings += written.values()
 
@@ -395,8 +400,9 @@ class _Roster:
 
 def _roles_1_1(row: dict[str, str], line: int) -> list[Role]:
     """OneRoster 1.1: the row's one role, at each of its orgs (all of it primary)."""
-    name = role_name(row.get("role", ""))
-    return [Role(name, org, True, "users.csv", line, "orgSourcedIds")
+    written = row.get("role", "")
+    return [Role(role_name(written), org, True, "users.csv", line, "orgSourcedIds",
+                 written=written)
             for org in split_list(row.get("orgsourcedids", "")) or [""]]
 
 

@@ -3,12 +3,14 @@
 OneRoster 1.1 gives each user one role (users.csv ``role``, at every org of
 ``orgSourcedIds``). 1.2 moves roles to roles.csv: one ``primary`` role and any
 number of ``secondary`` ones, each at one org, each with an optional
-``beginDate``/``endDate``. A role counts while it is in effect: begun, not
-ended (``endDate`` is its last day), and not ``tobedeleted`` (or 1.0's
-``inactive``). Every role that counts makes the user what it says: a teacher
-who is also a guardian gets an account and their links. The one exception is
-administrator rights, which only a primary role grants: a secondary
-administrator role never creates, nor raises, an account.
+``beginDate``/``endDate``. A role counts while it is in effect: from its
+``beginDate`` (inclusive) until its ``endDate`` (exclusive: the Rostering
+information model's Role says the role "becomes inactive" on it), and while
+it is not ``tobedeleted`` (nor 1.0's ``inactive``). Every role that counts
+makes the user what it says: a teacher who is also a guardian gets an account
+and their links. The one exception is administrator rights, which only a
+primary role grants: a secondary administrator role never creates, nor
+raises, an account. A record whose roles have all lapsed is sent inactive.
 """
 
 from __future__ import annotations
@@ -53,10 +55,12 @@ class Role:
     begins: date | None = None
     ends: date | None = None
     deleted: bool = False
+    #: the role as the file spells it (``districtAdministrator``), for messages
+    written: str = ""
 
     def in_effect(self, today: date) -> bool:
         return (not self.deleted and (self.begins is None or self.begins <= today)
-                and (self.ends is None or today <= self.ends))
+                and (self.ends is None or today < self.ends))
 
 
 @dataclass
