@@ -29,6 +29,7 @@ from visitor_sync.config import ImportConfig, Limits, Notifications
 from visitor_sync.filetypes import APPLY_ORDER, FILE_TYPES
 from visitor_sync.filetypes.ascender import parse_ascender_birth_date
 from visitor_sync.filetypes.base import FileType, Reference, SyncMode
+from visitor_sync.oneroster import conformance as oneroster_conformance
 from visitor_sync.oneroster import roles as oneroster_roles
 from visitor_sync.oneroster import types as oneroster_types
 
@@ -596,6 +597,10 @@ def _render_oneroster() -> str:
               for role, account in oneroster_roles.STAFF_ROLES.items()]
     lines += ["", "A 1.1 `administrator` whose orgs include no school becomes `administrator`. "
               "Other roles are skipped with `unmapped_role`.", ""]
+    lines += ["#### How the OneRoster specification is read", ""]
+    lines += [f"- **{rule.topic}**: {rule.rule} *Source:* {rule.source}."
+              for rule in oneroster_conformance.RULES]
+    lines.append("")
     return "\n".join(lines)
 
 
