@@ -417,14 +417,18 @@ DELTAS = {
 }
 
 
+@pytest.mark.parametrize("version", ["1.1", "1.2"])
 @pytest.mark.parametrize("name", DELTAS)
-def test_delta_changes_only_what_it_names(db_url: str, tmp_path: Path, name: str) -> None:
+def test_delta_changes_only_what_it_names(db_url: str, tmp_path: Path, name: str,
+                                          version: str) -> None:
+    """In 1.2 the delta's roles.csv carries the changed users' roles with their status."""
     delta = DELTAS[name]
     modes = {"users": "delta", "demographics": "delta" if delta.demographics else "absent"}
     inbox = make_inbox(tmp_path, "delta")
-    roster(delta.users, demographics=delta.demographics, orgs=[], modes=modes).write(inbox / ZIP)
+    roster(delta.users, demographics=delta.demographics, orgs=[], modes=modes,
+           version=version).write(inbox / ZIP)
     with database(db_url) as engine:
-        import_clean(engine, tmp_path)
+        import_clean(engine, tmp_path, version)
         before = state(engine)
         summary = run_import(engine, inbox, max_deactivate_percent=50)
         assert (brief(issues(engine, summary)), statuses(summary),

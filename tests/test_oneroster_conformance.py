@@ -340,24 +340,28 @@ def test_department_is_walked_up_to_its_school(db_url: str, tmp_path: Path,
 @pytest.mark.parametrize("version", ["1.1", "1.2"])
 def test_org_without_a_school_is_an_error_quoting_the_file(db_url: str, tmp_path: Path,
                                                            version: str) -> None:
-    """A student at the district (no school above it) or at an org nobody sent is an
-    ``unknown_school`` error on the line and column that name the org, quoting the
-    file's own sourcedId (not the district's identifier D100)."""
+    """A student (or a teacher) at the district (no school above it) or at an org nobody
+    sent is an ``unknown_school`` error on the line and column that name the org,
+    quoting the file's own sourcedId (not the district's identifier D100)."""
     strays = [user("stu-8", "student", "org-district", "Hal", "District", grades="03"),
-              user("stu-9", "student", "org-sch-222-456", "Ida", "Nowhere", grades="03")]
+              user("stu-9", "student", "org-sch-222-456", "Ida", "Nowhere", grades="03"),
+              user("tch-8", "teacher", "org-district", "Ray", "District",
+                   email="ray.district@district.example.org")]
     zipped = roster(with_users({}, *strays), version=version, orgs=STATE_ORGS)
     inbox = make_inbox(tmp_path)
     zipped.write(inbox / ZIP)
-    where = ([(USERS, zipped.line_of("users", sid), "orgSourcedIds") for sid in
-              ("stu-8", "stu-9")] if version == "1.1" else
-             [(ROLES, zipped.line_of("roles", f"{sid}-r1"), "orgSourcedId") for sid in
-              ("stu-8", "stu-9")])
+    stray_ids = [row["sourcedId"] for row in strays]
+    where = ([(USERS, zipped.line_of("users", sid), "orgSourcedIds") for sid in stray_ids]
+             if version == "1.1" else
+             [(ROLES, zipped.line_of("roles", f"{sid}-r1"), "orgSourcedId")
+              for sid in stray_ids])
     with database(db_url) as engine:
         summary = run_import(engine, inbox)
         found = issues(engine, summary)
         assert brief(found) == [(*at, "unknown_school", "error") for at in where]
-        assert "'org-district' is a district org" in found[0].reason
-        assert "D100" not in found[0].reason
+        for district in (found[0], found[2]):
+            assert "'org-district' is a district org" in district.reason
+            assert "D100" not in district.reason
         assert "'org-sch-222-456' is not an org of orgs.csv" in found[1].reason
         assert stored(engine) == {table: expected(table) for table in EXPECTED}
 

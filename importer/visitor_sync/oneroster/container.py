@@ -374,14 +374,15 @@ class _Roster:
             roles = person.staff_roles(self.today)
             if not roles:
                 continue
+            # the schools of the roles in effect; an account whose roles all lapsed is
+            # sent inactive with the schools it had
+            placed = [role for role in roles if role.in_effect(self.today)] or roles
             schools, problem = [], None
-            for role in roles:
-                if not role.in_effect(self.today) or not role.org:
-                    continue
-                school = self.orgs.school_of(role.org)
+            for role in placed:
+                school = self.orgs.school_of(role.org) if role.org else None
                 if school is not None:
                     schools.append(school)
-                elif role.org not in self.orgs:
+                elif role.org and role.org not in self.orgs:
                     problem = problem or self._problem(
                         role.table, role.line, role.org_column, "unknown_school",
                         self.orgs.why_no_school(role.org))
@@ -390,6 +391,8 @@ class _Roster:
             account = STAFF_ROLES[roles[0].name]
             if roles[0].name == "administrator" and not schools:
                 account = "administrator"  # OneRoster 1.1's administrator of the district itself
+            if not schools and account != "administrator":
+                problem = problem or self._school(placed)[1]  # every other role needs a school
             yield line, _present({
                 "email": row.get("email", ""), "name": name, "role": account,
                 "phone": row.get("phone", ""), "school_ids": ";".join(dict.fromkeys(schools)),
