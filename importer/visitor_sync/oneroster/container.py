@@ -238,16 +238,17 @@ class _Roster:
                 self.births[row["sourcedid"]] = (birth, row.get("sex", ""))
 
     def _warn_about_roles(self, person: Person) -> None:
-        mapped = [role for role in person.current(self.today) if role.name in MAPPED_ROLES]
+        current = person.current(self.today)
+        mapped = [role for role in current if role.name in MAPPED_ROLES]
         written = {}  # one warning per line naming a role
-        for role in person.current(self.today):
+        for role in current:
             if role.name not in MAPPED_ROLES:
                 written[(role.table, role.line)] = Issue.warning(
                     self.label(role.table), "unmapped_role",
                     f"role {quote_value(role.written)} has no counterpart in visitor-sync; "
                     + ("that role is ignored" if mapped else "the user is skipped"),
                     line=role.line, column="role")
-        for role in person.ignored_admin_roles(self.today):
+        for role in person.ignored_admin_roles(current):
             written[(role.table, role.line)] = Issue.warning(
                 self.label(role.table), "secondary_admin_role",
                 f"role {quote_value(role.written)} is a secondary role; administrator rights "
@@ -419,8 +420,9 @@ def _active(row: dict[str, str], counts: bool = True) -> str:
 def _row(headers: list[str], cells: list[str]) -> dict[str, str]:
     """A row by header; a short row's missing cells are empty (they fail validation as
     missing values instead of failing the whole zip)."""
-    row = dict.fromkeys(headers, "")
-    row.update((header, cell.strip()) for header, cell in zip(headers, cells, strict=False))
+    row = dict(zip(headers, map(str.strip, cells), strict=False))
+    if len(row) < len(headers):
+        row.update((header, "") for header in headers if header not in row)
     return row
 
 

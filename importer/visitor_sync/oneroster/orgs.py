@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from visitor_sync.issues import quote_value
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Org:
     kind: str
     #: the School ID a school is stored under (identifier, else sourcedId)

@@ -40,7 +40,7 @@ MAPPED_ROLES = STUDENT_ROLES | GUARDIAN_ROLES | STAFF_ROLES.keys()
 DELETED_STATUSES = frozenset({"tobedeleted", "inactive"})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one or more per user of the zip: kept small
 class Role:
     """One role of a user at one org, as the file writes it."""
 
@@ -63,7 +63,7 @@ class Role:
                 and (self.ends is None or today < self.ends))
 
 
-@dataclass
+@dataclass(slots=True)
 class Person:
     """A user of users.csv (or, for a delta, a student an earlier file stored)."""
 
@@ -91,9 +91,10 @@ class Person:
         return [role for role in self.roles_in(STAFF_ROLES, today)
                 if role.primary or role.name not in ADMIN_ROLES]
 
-    def ignored_admin_roles(self, today: date) -> list[Role]:
-        return [role for role in self.roles_in(ADMIN_ROLES, today)
-                if not role.primary and role.in_effect(today)]
+    @staticmethod
+    def ignored_admin_roles(current: Iterable[Role]) -> list[Role]:
+        """Of the roles in effect, the administrator ones that grant nothing."""
+        return [role for role in current if not role.primary and role.name in ADMIN_ROLES]
 
 
 def _ordered(roles: Iterable[Role], today: date) -> list[Role]:
