@@ -268,6 +268,7 @@ class _Roster:
                       for agent in split_list(row.get("agentsourcedids", ""))}
         unknown = agents - self.people.keys()
         for sourced_id, key in self.known.keys_by_sourced_id(Student, unknown).items():
+            # a stored student, only ever linked to (never emitted, so never reported on)
             self.people[sourced_id] = Person(key, [Role("student", "", True, "", 0, "")])
         self.known_guardians = set(self.known.keys_by_sourced_id(Visitor, unknown))
 
