@@ -366,6 +366,33 @@ def test_org_without_a_school_is_an_error_quoting_the_file(db_url: str, tmp_path
         assert stored(engine) == {table: expected(table) for table in EXPECTED}
 
 
+@pytest.mark.parametrize("version", ["1.1", "1.2"])
+def test_school_deleted_in_the_same_zip_is_named_as_written(db_url: str, tmp_path: Path,
+                                                            version: str) -> None:
+    """orgs.csv deletes Annex Academy while a student and an aide are still placed there:
+    each is an ``unknown_school`` error that quotes ``org-annex`` as written and says the
+    school is being deleted (not "School ID is not an active school"); their records
+    are kept as they were, the school is deactivated."""
+    orgs = [{**row, "status": "tobedeleted"} if row["sourcedId"] == "org-annex" else row
+            for row in ORG_ROWS]
+    zipped = roster(version=version, orgs=orgs)
+    inbox = make_inbox(tmp_path, "second")
+    zipped.write(inbox / ZIP)
+    where = ([(USERS, zipped.line_of("users", sid), "orgSourcedIds") for sid in
+              ("stu-3", "aid-1")] if version == "1.1" else
+             [(ROLES, zipped.line_of("roles", f"{sid}-r1"), "orgSourcedId") for sid in
+              ("stu-3", "aid-1")])
+    with database(db_url) as engine:
+        import_clean(engine, tmp_path, version)
+        before = state(engine)
+        summary = run_import(engine, inbox, max_deactivate_percent=50)
+        found = issues(engine, summary)
+        assert brief(found) == [(*at, "unknown_school", "error") for at in where]
+        for issue in found:
+            assert "'org-annex' is a school that orgs.csv marks tobedeleted" in issue.reason
+        assert changes(before, state(engine)) == {"schools": {"org-annex": DEACTIVATED}}
+
+
 # -- the manifest -------------------------------------------------------------------------
 
 def test_manifest_oddities_for_unread_tables_warn(db_url: str, tmp_path: Path) -> None:

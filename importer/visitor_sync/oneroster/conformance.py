@@ -81,7 +81,8 @@ RULES = (
          "(`district`, `local`, `state`, `national`) gives no school: an `unknown_school` "
          "error for a student, and for a staff account left with no school at all (only an "
          "`administrator` account may have none); an org neither the zip nor an earlier "
-         "import has is an `unknown_school` error for both. The error is on the "
+         "import has, or a school the same orgs.csv marks `tobedeleted`, is an "
+         "`unknown_school` error for both. The error is on the "
          "line and column that name the org (users.csv `orgSourcedIds`, 1.2 roles.csv "
          "`orgSourcedId`) and quotes the file's own sourcedId, e.g. `org-sch-222-456`.",
          f"{OR_1_2_MODEL}, Org `type` and `parent`; {OR_1_1_CSV}, orgs.csv"),

@@ -147,7 +147,7 @@ class _Roster:
                 for _, row in rows:
                     self.orgs.add(row["sourcedid"], Org(
                         row.get("type", "").lower(), row.get("identifier") or row["sourcedid"],
-                        row.get("parentsourcedid", "")))
+                        row.get("parentsourcedid", ""), _active(row) == "0"))
         roles = self._roles_1_2() if self.manifest.version == "1.2" else {}
         if self._reads("demographics.csv"):
             self._demographics()

@@ -22,6 +22,8 @@ class Org:
     #: the School ID a school is stored under (identifier, else sourcedId)
     key: str
     parent: str = ""
+    #: ``tobedeleted`` (or ``inactive``) in this zip's orgs.csv: no one's school any more
+    deleted: bool = False
 
 
 class Orgs:
@@ -40,12 +42,17 @@ class Orgs:
                 if org.parent and org.parent not in self.by_id}
 
     def school_of(self, sourced_id: str) -> str | None:
-        """The School ID of the org or of the first school above it, if there is one."""
+        """The School ID of the org or of the first school above it, if there is one that
+        is not being deleted."""
+        school = self._school_org(sourced_id)
+        return school.key if school is not None and not school.deleted else None
+
+    def _school_org(self, sourced_id: str) -> Org | None:
         seen: set[str] = set()
         while sourced_id in self.by_id and sourced_id not in seen:
             org = self.by_id[sourced_id]
             if org.kind == "school":
-                return org.key
+                return org
             seen.add(sourced_id)
             sourced_id = org.parent
         return None
@@ -57,5 +64,9 @@ class Orgs:
         if org is None:
             return (f"{quoted} is not an org of orgs.csv nor a school of an earlier import; "
                     "send the org first or fix the sourcedId")
+        if self._school_org(sourced_id) is not None:
+            return (f"{quoted} is {'a school' if org.kind == 'school' else 'in a school'} "
+                    "that orgs.csv marks tobedeleted; place the user at another school or "
+                    "keep the school")
         return (f"{quoted} is a {org.kind or 'typeless'} org, not a school nor part of one "
                 "in orgs.csv; place the user at a school (or at a department of one)")
