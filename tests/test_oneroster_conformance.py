@@ -288,6 +288,24 @@ def test_secondary_administrator_role_grants_nothing(db_url: str, tmp_path: Path
         assert stored(engine) == {table: expected(table) for table in EXPECTED}
 
 
+def test_user_without_a_role_is_skipped_with_a_warning(db_url: str, tmp_path: Path) -> None:
+    """A 1.2 user with no roles.csv row is nothing visitor-sync knows: skipped, said so on
+    its users.csv line; in a bulk, the visitor it was before is deactivated."""
+    zipped = Roster("1.2", {**CLEAN_1_2.tables, "roles": [
+        row for row in CLEAN_1_2.tables["roles"] if row["userSourcedId"] != "par-2"]})
+    inbox = make_inbox(tmp_path, "second")
+    zipped.write(inbox / ZIP)
+    with database(db_url) as engine:
+        import_clean(engine, tmp_path, "1.2")
+        before = state(engine)
+        summary = run_import(engine, inbox, max_deactivate_percent=50)
+        found = issues(engine, summary)
+        assert brief(found) == [(USERS, zipped.line_of("users", "par-2"), None,
+                                 "unmapped_role", "warning")]
+        assert "no role in roles.csv" in found[0].reason
+        assert changes(before, state(engine)) == {"visitors": {"V004": DEACTIVATED}}
+
+
 def test_unreadable_role_rejects_the_user_on_its_roles_csv_line(db_url: str,
                                                                 tmp_path: Path) -> None:
     """A role type or date that cannot be read is an error on that roles.csv line and
