@@ -29,7 +29,8 @@ from visitor_sync.config import ImportConfig, Limits, Notifications, Retention
 from visitor_sync.filetypes import APPLY_ORDER, FILE_TYPES
 from visitor_sync.filetypes.ascender import parse_ascender_birth_date
 from visitor_sync.filetypes.base import FileType, Reference, SyncMode
-from visitor_sync.oneroster import container as oneroster
+from visitor_sync.oneroster import conformance as oneroster_conformance
+from visitor_sync.oneroster import roles as oneroster_roles
 from visitor_sync.oneroster import types as oneroster_types
 
 BEGIN_MARKER = "<!-- BEGIN GENERATED: visitor-sync formats -->"
@@ -95,11 +96,15 @@ ERROR_CODES: dict[str, tuple[Kind, str]] = {
                                    "link"),
     "zip_nested_archive": (Kind.FILE, "a member is itself an archive"),
     "zip_encrypted": (Kind.FILE, "a member is password-protected"),
-    "missing_manifest": (Kind.FILE, "the zip has no `manifest.csv` at its root"),
-    "invalid_manifest": (Kind.FILE, "a `file.X` manifest entry is not bulk, delta or absent"),
-    "missing_member": (Kind.FILE, "the manifest declares a file (or 1.2 needs `roles.csv`) the "
-                                  "zip does not have"),
-    "unsupported_version": (Kind.FILE, "`oneroster.version` is not 1.0, 1.1 or 1.2"),
+    "missing_manifest": (Kind.FILE, "the zip has no `manifest.csv` at its root (a OneRoster "
+                                    "1.0 zip has none: 1.0 is not supported)"),
+    "invalid_manifest": (Kind.FILE, "a `file.X` manifest entry of a table visitor-sync reads "
+                                    "(orgs, users, roles, demographics) is not bulk, delta or "
+                                    "absent"),
+    "missing_member": (Kind.FILE, "the manifest declares a table visitor-sync reads (or 1.2 "
+                                  "needs `roles.csv`) the zip does not have"),
+    "unsupported_version": (Kind.FILE, "`oneroster.version` is not 1.1 or 1.2 (OneRoster 1.0 "
+                                       "is not supported)"),
     "conflicts_with_oneroster": (Kind.FILE, "a students, visitors or users CSV in the same run "
                                             "as a OneRoster zip (the zip provides them)"),
     "internal_error": (Kind.FILE, "the importer itself failed on the file; nothing was applied, "
@@ -142,7 +147,16 @@ ERROR_CODES: dict[str, tuple[Kind, str]] = {
     "encoding_fallback": (Kind.WARNING, "the file is not valid UTF-8 and was read as "
                                         "Windows-1252"),
     "unmapped_role": (Kind.WARNING, "a OneRoster user's role has no counterpart (e.g. "
-                                    "counselor); the user is skipped"),
+                                    "counselor), or a 1.2 user has no role in roles.csv; that "
+                                    "role is ignored (the user is skipped if no role maps)"),
+    "secondary_admin_role": (Kind.WARNING, "a OneRoster 1.2 administrator role that is not the "
+                                           "user's primary role; it is ignored (administrator "
+                                           "rights come only from a primary role)"),
+    "manifest_value_ignored": (Kind.WARNING, "a OneRoster manifest entry for a table "
+                                             "visitor-sync never reads is blank, unexpected, or "
+                                             "names a file the zip lacks; it changes nothing"),
+    "absent_member_ignored": (Kind.WARNING, "the OneRoster manifest declares a table `absent` "
+                                            "that the zip holds; as declared, it is not read"),
     "unknown_agent": (Kind.WARNING, "agentSourcedIds names a user not in users.csv; that link "
                                     "is ignored"),
     "conflicting_values": (Kind.WARNING, "a record repeated on several rows (a visitor, a "
@@ -604,13 +618,17 @@ def _render_oneroster() -> str:
                   for header in file_type.headers]
         lines.append("")
     lines += ["#### Roles", "", "| OneRoster role | becomes |", "|---|---|"]
-    lines += [f"| `{role}` | student |" for role in sorted(oneroster.STUDENT_ROLES)]
+    lines += [f"| `{role}` | student |" for role in sorted(oneroster_roles.STUDENT_ROLES)]
     lines += [f"| `{role}` | visitor, linked through agentSourcedIds |"
-              for role in sorted(oneroster.GUARDIAN_ROLES)]
+              for role in sorted(oneroster_roles.GUARDIAN_ROLES)]
     lines += [f"| `{role}` | user account `{account}` |"
-              for role, account in oneroster.STAFF_ROLES.items()]
+              for role, account in oneroster_roles.STAFF_ROLES.items()]
     lines += ["", "A 1.1 `administrator` whose orgs include no school becomes `administrator`. "
               "Other roles are skipped with `unmapped_role`.", ""]
+    lines += ["#### How the OneRoster specification is read", ""]
+    lines += [f"- **{rule.topic}**: {rule.rule} *Source:* {rule.source}."
+              for rule in oneroster_conformance.RULES]
+    lines.append("")
     return "\n".join(lines)
 
 
