@@ -1,7 +1,7 @@
 """student grade optional
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-12-03
 
 OneRoster's ``grades`` is optional (1EdTech OneRoster 1.1 CSV Tables and 1.2
@@ -13,8 +13,8 @@ requires Grade through its row model.
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004"
-down_revision = "0003"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
