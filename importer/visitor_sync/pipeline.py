@@ -493,13 +493,13 @@ class Importer:
 
     def _expire_held(self, now: datetime) -> None:
         cutoff = now - timedelta(days=self.config.held_retention_days)
+        # One writing statement: on SQLite a transaction that reads before it writes
+        # fails at once ("database is locked") when another district's run wrote since.
         with self.engine.begin() as connection:
-            expired = list(connection.execute(select(HeldFile.id, HeldFile.location).where(
+            expired = list(connection.execute(update(HeldFile).where(
                 HeldFile.district_id == self.district_id, HeldFile.state == "pending",
-                HeldFile.held_at < cutoff)))
-            connection.execute(update(HeldFile).where(
-                HeldFile.id.in_([row.id for row in expired])).values(
-                state="expired", resolved_at=now))
+                HeldFile.held_at < cutoff).values(state="expired", resolved_at=now)
+                .returning(HeldFile.location)))
         for row in expired:
             self.drop_box.discard_held(row.location)
 
