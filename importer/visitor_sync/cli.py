@@ -7,23 +7,17 @@ import logging
 import sys
 import tempfile
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
-from visitor_sync.config import ImportConfig, Notifications, NotifyWhen
-from visitor_sync.db.database import connect, migrate
-from visitor_sync.issues import Severity
-from visitor_sync.locking import DistrictBusy
-from visitor_sync.notify import SmtpSettings, SmtpSettingsError, notify
-from visitor_sync.pipeline import ALL_HELD, Importer, stored_issues
-from visitor_sync.report import describe, render_text
-from visitor_sync.samples import write_district
-from visitor_sync.sftp.factory import SourceConfigError, open_source
-from visitor_sync.sftp.source import SftpUnavailable
-from visitor_sync.sources import FileList, LocalFolderSource
-from visitor_sync.summary import TERMINATION_MESSAGE_LIMIT, ImportSummary
+# Only what the commands' options need is imported here: the database layer (alembic,
+# SQLAlchemy), paramiko and rich cost seconds of start-up, which `--help`, `operator`
+# and `validate` should not pay for what they never use. Each command imports its own.
+from visitor_sync.config import ALL_HELD
+
+if TYPE_CHECKING:
+    from visitor_sync.summary import ImportSummary
 
 #: Exit status when another run holds the district (EX_TEMPFAIL: try again later).
 EXIT_BUSY = 75
@@ -37,6 +31,14 @@ class TerminalProgress:
     """A rich progress bar per file, shown only when stderr is a terminal."""
 
     def __init__(self) -> None:
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
         self._bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
                              TimeRemainingColumn(), transient=True)
         self._task = None
@@ -77,6 +79,13 @@ def validate(output: str, files: tuple[Path, ...]) -> None:
     Exit status 0 when no file has errors (warnings allowed), 1 otherwise.
     References (Student ID, School ID) are checked against the files given.
     """
+    from visitor_sync.config import ImportConfig
+    from visitor_sync.db.database import connect, migrate
+    from visitor_sync.issues import Severity
+    from visitor_sync.pipeline import Importer, stored_issues
+    from visitor_sync.report import describe
+    from visitor_sync.sources import FileList
+
     with tempfile.TemporaryDirectory(prefix="visitor-sync-validate-") as scratch:
         engine = connect(f"sqlite:///{scratch}/scratch.db")
         migrate(engine)
@@ -143,6 +152,14 @@ def import_(district_id: str | None, source: str, sftp_key: Path | None,
     only when the infrastructure failed (75: another run holds the district;
     69: the SFTP server could not be reached, was not trusted or dropped the link).
     """
+    from visitor_sync.config import ImportConfig
+    from visitor_sync.db.database import connect, migrate
+    from visitor_sync.locking import DistrictBusy
+    from visitor_sync.notify import SmtpSettings, SmtpSettingsError, notify
+    from visitor_sync.pipeline import Importer
+    from visitor_sync.sftp.factory import SourceConfigError, open_source
+    from visitor_sync.sftp.source import SftpUnavailable
+
     settings = json.loads(config_file.read_text()) if config_file else {}
     overrides = {"district_id": district_id, "quiet_period_seconds": quiet_period,
                  "max_deactivate_percent": max_deactivate_percent}
@@ -177,6 +194,8 @@ def import_(district_id: str | None, source: str, sftp_key: Path | None,
 
 def _give_up(reason: str, status: int, termination_log: Path | None) -> NoReturn:
     """Stop a run that could not happen, saying why on stderr and in the termination log."""
+    from visitor_sync.summary import TERMINATION_MESSAGE_LIMIT
+
     click.echo(f"visitor-sync: {reason}", err=True)
     if termination_log is not None:
         termination_log.write_text(reason[:TERMINATION_MESSAGE_LIMIT], encoding="utf-8")
@@ -184,6 +203,8 @@ def _give_up(reason: str, status: int, termination_log: Path | None) -> NoReturn
 
 
 def _report(summary: ImportSummary, output: str) -> None:
+    from visitor_sync.report import render_text
+
     if output == "json":
         click.echo(summary.model_dump_json(indent=2))
     else:
@@ -196,6 +217,14 @@ def _report(summary: ImportSummary, output: str) -> None:
               help="Where the inbox, the SQLite database and the outbox go.")
 def demo(workdir: Path) -> None:
     """Import realistic sample files for a sample district into SQLite, end to end."""
+    from visitor_sync.config import ImportConfig, Notifications, NotifyWhen
+    from visitor_sync.db.database import connect, migrate
+    from visitor_sync.notify import notify
+    from visitor_sync.pipeline import Importer
+    from visitor_sync.report import render_text
+    from visitor_sync.samples import write_district
+    from visitor_sync.sources import LocalFolderSource
+
     inbox, outbox = workdir / "inbox", workdir / "outbox"
     written = write_district(inbox)
     click.echo(f"wrote {len(written)} sample files to {inbox}/")

@@ -23,7 +23,7 @@ from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from visitor_sync import checks
-from visitor_sync.config import ImportConfig
+from visitor_sync.config import ALL_HELD, ImportConfig
 from visitor_sync.csvfile import CsvTable, FileFacts, inspect_file
 from visitor_sync.db.schema import (
     District,
@@ -53,10 +53,6 @@ from visitor_sync.summary import FileOutcome, FileStatus, ImportSummary, run_res
 from visitor_sync.validation import Member, RowValidator, csv_member
 
 log = logging.getLogger(__name__)
-
-#: ``approve_held`` value approving every pending held file of the district.
-ALL_HELD = "all"
-
 
 class Progress(Protocol):
     """Receives progress of long files (a terminal progress bar, or nothing)."""
