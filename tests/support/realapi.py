@@ -112,6 +112,14 @@ class Api:
             namespace=body["metadata"].get("namespace"), field_manager=manager,
             force_conflicts=True).to_dict()
 
+    def table(self, api_version: str, kind: str, namespace: str) -> dict[str, Any]:
+        """The server's own rendering of a list (what ``kubectl get`` prints)."""
+        resource = self.resource(api_version, kind)
+        answer = self.dynamic.request("get", resource.path(namespace=namespace), header_params={
+            "Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"}, serialize=False)
+        table: dict[str, Any] = json.loads(answer.data)
+        return table
+
     def events(self, namespace: str) -> list[dict[str, Any]]:
         return self.list("v1", "Event", namespace)
 
