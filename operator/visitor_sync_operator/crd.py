@@ -134,7 +134,10 @@ def build_crd() -> dict[str, Any]:
                      "jsonPath": ".status.lastImport.finishedAt"},
                     {"name": "Result", "type": "string",
                      "jsonPath": ".status.lastImport.result"},
-                    {"name": "Next run", "type": "date", "jsonPath": ".status.nextRunTime"},
+                    # A string, not a date: kubectl prints a date as its age, and the
+                    # age of a future time as <invalid>.
+                    {"name": "Next run", "type": "string", "jsonPath": ".status.nextRunTime",
+                     "description": "When the next scheduled run starts (UTC)."},
                     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
                 ],
                 "schema": {"openAPIV3Schema": {

@@ -7,6 +7,7 @@ and :func:`run` starts kopf with the settings and the metrics server.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import socket
@@ -102,6 +103,8 @@ def build_registry(settings: OperatorSettings, metrics: Metrics) -> kopf.Operato
             return  # not reconciled once yet: the create handler is on it
         reconciled(body, patch, memo, "resync")
 
+    _without_finalizers(registry)
+
     @kopf.on.event("apps", "v1", "deployments", labels=OWNED, registry=registry)
     def sftp_server_changed(body: kopf.Body, memo: kopf.Memo, type: str | None,
                             **_: Any) -> None:
@@ -138,6 +141,21 @@ def build_registry(settings: OperatorSettings, metrics: Metrics) -> kopf.Operato
             operator.metrics.fleet.update(health_of(dict(body)))
 
     return registry
+
+
+def _without_finalizers(registry: kopf.OperatorRegistry) -> None:
+    """Let the resync timer run without kopf's finalizer on every DistrictSync.
+
+    kopf blocks the deletion of a resource with a timer until it has stopped the timer,
+    so ``kubectl delete dsync`` hung whenever the operator was down. The timer has nothing
+    to do at a district's end (children go by owner reference, the database is never
+    touched), and kopf stops it on the deletion event anyway. kopf has no option for
+    this: its registered timer is replaced by a copy that asks for no finalizer, and kopf
+    then also removes the finalizer from resources an older version marked.
+    """
+    spawning = registry._spawning
+    spawning._handlers = [dataclasses.replace(handler, requires_finalizer=False)
+                          for handler in spawning.get_all_handlers()]
 
 
 def _owner(child: kopf.Body) -> str | None:
