@@ -1,10 +1,11 @@
-"""Skip the e2e tier, saying why, unless the kind walkthrough can really run here.
+"""Which cluster the e2e tier's walkthrough runs on: kind, or the single-node cluster.
 
-It needs the tools the Makefile calls, a Docker engine and the walkthrough's kind
+kind needs the tools the Makefile calls, a Docker engine and the walkthrough's kind
 cluster (`make kind-up`; its kubectl context, kind-visitor-sync, or the one in
 $VISITOR_SYNC_E2E_CONTEXT). Only that context is ever used, so the tests cannot touch
 another cluster the kubeconfig knows. The check is done once and takes well under a
-second, so the default test run is not slowed down.
+second. Where kind is not there, test_single_node.py runs the same walkthrough on a
+cluster it starts on this machine (tests/support/node.py).
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ import os
 import shutil
 import subprocess
 import time
-
-import pytest
 
 CONTEXT = os.environ.get("VISITOR_SYNC_E2E_CONTEXT", "kind-visitor-sync")
 TOOLS = ("docker", "kind", "kubectl", "helm", "make", "sftp", "ssh-keyscan")
@@ -49,10 +48,3 @@ def unavailable() -> str | None:
             process.wait()
             failed.append(f"{reason}: no answer within {PROBE_SECONDS} s")
     return "; ".join(failed) or None
-
-
-@pytest.fixture(autouse=True)
-def _kind_cluster_or_skip() -> None:
-    reason = unavailable()
-    if reason:
-        pytest.skip(reason)

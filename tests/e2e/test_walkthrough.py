@@ -19,12 +19,19 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.e2e.conftest import CONTEXT
+from tests.e2e.conftest import CONTEXT, unavailable
 from tests.support.chart import ROOT
 from visitor_sync_operator.builders.importer import run_now_job_name
 from visitor_sync_operator.district import District
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
+
+
+@pytest.fixture(autouse=True)
+def _kind_cluster_or_skip() -> None:
+    reason = unavailable()
+    if reason:
+        pytest.skip(f"{reason}; tests/e2e/test_single_node.py runs the walkthrough instead")
 
 EXAMPLE = yaml.safe_load((ROOT / "examples" / "district-kind.yaml").read_text())
 NAMESPACE = EXAMPLE["metadata"]["namespace"]

@@ -20,15 +20,18 @@ and removes the bridge and the iptables chains kube-proxy and the kubelet made.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import shlex
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
 from tests.support import images
-from tests.support.controlplane import ControlPlane, _http_ok, free_port
+from tests.support.controlplane import STOP_TIMEOUT, ControlPlane, _http_ok, free_port
 from tests.support.realapi import Api
 
 NODE_IP = "10.244.0.1"
@@ -283,22 +286,54 @@ state = "{root / 'state'}"
         conditions = node.get("status", {}).get("conditions", [])  # type: ignore[union-attr]
         return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
+    def listening_addresses(self) -> dict[str, set[str]]:
+        """Component -> the addresses its TCP listeners are bound to (``ss``)."""
+        names = {process.pid: name for name, process in self._processes.items()}
+        found: dict[str, set[str]] = {}
+        listing = subprocess.run(["ss", "-Hltnp"], capture_output=True, text=True,
+                                 check=True).stdout
+        for line in listing.splitlines():
+            fields = line.split()
+            address = fields[3].rsplit(":", 1)[0].strip("[]")
+            for pid in re.findall(r"pid=(\d+)", fields[-1]):
+                if int(pid) in names:
+                    found.setdefault(names[int(pid)], set()).add(address)
+        return found
+
     # -- stop ----------------------------------------------------------------------------
 
     def stop(self) -> None:
-        """Pods first (their processes are containerd's shims', not ours), then every
-        recorded process, then the bridge and the iptables rules the node made."""
+        """The kubelet first (it would restart what is killed next), then the pods (their
+        processes are containerd's shims', not ours), then every recorded process, then
+        the bridge and the iptables rules the node made."""
+        kubelet = self._processes.get("kubelet")
+        if kubelet is not None and kubelet.poll() is None:
+            kubelet.terminate()
+            kubelet.wait(STOP_TIMEOUT)
         if "containerd" in self._processes and self._ctr("version").returncode == 0:
-            tasks = self._ctr("tasks", "ls", "-q").stdout.split()
-            for task in tasks:
+            for task in self._ctr("tasks", "ls", "-q").stdout.split():
                 self._ctr("tasks", "kill", "-s", "SIGKILL", task)
             for container in self._ctr("containers", "ls", "-q").stdout.split():
                 self._ctr("tasks", "delete", "-f", container)
                 self._ctr("containers", "delete", container)
         super().stop()
+        self._end_shims()
         self._unmount_leftovers()
         subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True)
         _remove_kube_chains()
+
+    def _end_shims(self) -> None:
+        """A pod's shim can outlive containerd: end those our containerd started (their
+        command line names its socket), by PID."""
+        for status in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                words = status.read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if words[0].endswith(b"containerd-shim-runc-v2") and \
+                    str(self.socket).encode() in words:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(status.parent.name), signal.SIGKILL)
 
     def _unmount_leftovers(self) -> None:
         """Sandbox /dev/shm and network-namespace mounts containerd leaves under its dirs."""
