@@ -15,6 +15,10 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
 
 CONTEXT = os.environ.get("VISITOR_SYNC_E2E_CONTEXT", "kind-visitor-sync")
 TOOLS = ("docker", "kind", "kubectl", "helm", "make", "sftp", "ssh-keyscan")
@@ -48,3 +52,15 @@ def unavailable() -> str | None:
             process.wait()
             failed.append(f"{reason}: no answer within {PROBE_SECONDS} s")
     return "; ".join(failed) or None
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float, interval: float = 2.0
+             ) -> Any:
+    """``check()``'s first truthy value, polled every ``interval`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")

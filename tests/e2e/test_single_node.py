@@ -31,6 +31,7 @@ import sqlalchemy
 import yaml
 
 from tests.e2e.conftest import unavailable as kind_unavailable
+from tests.e2e.conftest import wait_for as wait_until
 from tests.support import chart, images
 from tests.support.node import NODE_IP, POD_SUBNET, SingleNodeCluster
 from tests.support.node import unavailable as node_unavailable
@@ -55,14 +56,8 @@ STEP_TIMEOUT = 300.0
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float = STEP_TIMEOUT) -> Any:
-    """``check()``'s first truthy value, polled every half second."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.5)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+    """Polled twice a second: each step takes seconds on this node."""
+    return wait_until(what, check, timeout, interval=0.5)
 
 
 @pytest.fixture(scope="module")

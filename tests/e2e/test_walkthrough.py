@@ -13,13 +13,12 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.e2e.conftest import CONTEXT, unavailable
+from tests.e2e.conftest import CONTEXT, unavailable, wait_for
 from tests.support.chart import ROOT
 from visitor_sync_operator.builders.importer import run_now_job_name
 from visitor_sync_operator.district import District
@@ -54,17 +53,6 @@ def kubectl(*args: str) -> str:
 
 def district() -> dict[str, Any]:
     return json.loads(kubectl("-n", NAMESPACE, "get", "districtsync", NAME, "-o", "json"))
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float) -> Any:
-    """``check()``'s first truthy value, polled every 2 s."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(2)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def finished(job: str) -> str | None:
