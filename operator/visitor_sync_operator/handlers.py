@@ -14,6 +14,7 @@ import logging
 import re
 import threading
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +22,7 @@ import kopf
 from pydantic import ValidationError
 
 from visitor_sync_operator.district import DISTRICT_LABEL, District, InvalidResource
-from visitor_sync_operator.kube import Kube, Refused
+from visitor_sync_operator.kube import Conflict, Gone, Kube, NotOwned, Refused, Unavailable
 from visitor_sync_operator.metrics import DistrictHealth, Metrics
 from visitor_sync_operator.provisioning import ROTATE_ANNOTATION, SftpState, provision
 from visitor_sync_operator.runs import (
@@ -45,6 +46,7 @@ from visitor_sync_operator.status import (
     condition_status,
     now,
     parse_timestamp,
+    replacing,
     set_condition,
     timestamp,
 )
@@ -52,6 +54,8 @@ from visitor_sync_operator.status import (
 log = logging.getLogger(__name__)
 
 RUN_ID = re.compile(r"^[A-Za-z0-9-]{1,36}$")
+#: Attempts at a status write whose district changed meanwhile (each re-reads it).
+STATUS_ATTEMPTS = 5
 
 
 @dataclass
@@ -114,6 +118,8 @@ def reconcile(operator: Operator, body: dict[str, Any]) -> dict[str, Any]:
         try:
             provisioned = provision(operator.kube, district, operator.settings, schedule,
                                     approval, rotate)
+        except NotOwned as error:
+            return _stall(operator, body, status, "ChildNotOwned", str(error), generation)
         except (Refused, ValueError) as error:
             return _stall(operator, body, status, "ApplyFailed", str(error), generation)
         if provisioned.written and status.get("observedGeneration") is not None:
@@ -252,28 +258,71 @@ def refresh(operator: Operator, namespace: str, name: str,
             parent: dict[str, Any] | None = None) -> None:
     """Reconcile a district outside its own handlers (a child changed) and save its status."""
     parent = parent or operator.kube.get(API_VERSION, KIND, namespace, name)
-    update = reconcile(operator, parent) if parent is not None else None
-    if update:
-        operator.kube.patch(API_VERSION, KIND, namespace, name, {"status": update},
-                            status=True)
+    if parent is not None:
+        reconcile_and_save(operator, parent)
+
+
+def reconcile_and_save(operator: Operator, body: dict[str, Any]) -> None:
+    """:func:`reconcile`, then its status saved (recomputed if the district changed)."""
+    def reconciled(body: dict[str, Any]) -> None:
+        update = reconcile(operator, body)
+        if update:
+            save_status(operator, body, update)
+
+    _until_saved(operator, body, reconciled)
+
+
+def save_status(operator: Operator, body: dict[str, Any], fields: dict[str, Any]) -> None:
+    """The one way the status is written: exactly ``fields`` (maps replaced, not merged),
+    and only over the version of the district they were computed from.
+
+    Writers (reconciles, a run's outcome, the SFTP server's readiness) run in different
+    threads from what each read: a write computed from an older view fails with
+    :class:`Conflict` instead of overwriting a newer one (a recorded import result).
+    """
+    metadata, status = body["metadata"], body.get("status") or {}
+    operator.kube.patch(API_VERSION, KIND, metadata["namespace"], metadata["name"], {
+        "metadata": {"resourceVersion": metadata.get("resourceVersion")},
+        "status": {key: replacing(status.get(key), value) for key, value in fields.items()},
+    }, status=True)
+
+
+def _until_saved(operator: Operator, body: dict[str, Any],
+                 compute_and_save: Callable[[dict[str, Any]], None]) -> None:
+    """Run ``compute_and_save`` on the district, again on a fresh read after a conflict."""
+    namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    for _ in range(STATUS_ATTEMPTS):
+        try:
+            compute_and_save(body)
+            return
+        except Gone:
+            return  # deleted meanwhile: no status to keep
+        except Conflict:
+            fresh = operator.kube.get(API_VERSION, KIND, namespace, name)
+            if fresh is None:
+                return
+            body = fresh
+    raise Unavailable(f"the status of {namespace}/{name} kept changing while it was written")
 
 
 def _record(operator: Operator, parent: dict[str, Any], job: dict[str, Any]) -> None:
-    status = parent.get("status") or {}
-    name, namespace = parent["metadata"]["name"], parent["metadata"]["namespace"]
-    if (status.get("lastImport") or {}).get("job") == job["metadata"]["name"]:
-        return  # recorded before a restart; the annotation did not make it
-    outcome = read_outcome(operator.kube, job)
-    wanted = status_after(outcome, status, parent["metadata"].get("generation"))
-    if status.get("activeJob") == job["metadata"]["name"]:
-        wanted["activeJob"] = None
-    operator.kube.patch(API_VERSION, KIND, namespace, name, {"status": wanted}, status=True)
-    _count(operator, namespace, name, outcome)
-    reason, message = describe(outcome)
-    if outcome.result.value == "success":
-        kopf.info(parent, reason=reason, message=message)
-    else:
-        kopf.warn(parent, reason=reason, message=message)
+    def record(parent: dict[str, Any]) -> None:
+        status = parent.get("status") or {}
+        if (status.get("lastImport") or {}).get("job") == job["metadata"]["name"]:
+            return  # recorded before a restart; the annotation did not make it
+        outcome = read_outcome(operator.kube, job)
+        wanted = status_after(outcome, status, parent["metadata"].get("generation"))
+        if status.get("activeJob") == job["metadata"]["name"]:
+            wanted["activeJob"] = None
+        save_status(operator, parent, wanted)
+        _count(operator, parent["metadata"]["namespace"], parent["metadata"]["name"], outcome)
+        reason, message = describe(outcome)
+        if outcome.result.value == "success":
+            kopf.info(parent, reason=reason, message=message)
+        else:
+            kopf.warn(parent, reason=reason, message=message)
+
+    _until_saved(operator, parent, record)
 
 
 def _count(operator: Operator, namespace: str, name: str, outcome: RunOutcome) -> None:
