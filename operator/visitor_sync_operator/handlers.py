@@ -21,7 +21,7 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
-from visitor_sync_operator.district import DISTRICT_LABEL, District, InvalidResource
+from visitor_sync_operator.district import District, InvalidResource
 from visitor_sync_operator.kube import Conflict, Gone, Kube, NotOwned, Refused, Unavailable
 from visitor_sync_operator.metrics import DistrictHealth, Metrics
 from visitor_sync_operator.provisioning import ROTATE_ANNOTATION, SftpState, provision
@@ -32,11 +32,14 @@ from visitor_sync_operator.runs import (
     RunOutcome,
     active_job,
     describe,
+    district_of_job,
     finished,
     importer_jobs,
+    owned_jobs,
     read_outcome,
     request_run,
     status_after,
+    unrecorded,
 )
 from visitor_sync_operator.schedule import schedule_at
 from visitor_sync_operator.settings import OperatorSettings
@@ -95,11 +98,17 @@ def _without_nulls(value: Any) -> Any:
 # -- reconciling a district ------------------------------------------------------------
 
 
-def reconcile(operator: Operator, body: dict[str, Any]) -> dict[str, Any]:
-    """Bring the district's children in line with its spec and annotations.
+@dataclass(frozen=True)
+class Reconciled:
+    #: the status fields that must change (empty when nothing did)
+    update: dict[str, Any]
+    #: the district's finished Jobs no event recorded (the operator was down, the API
+    #: unavailable): recorded by whoever reconciled, so no outcome is lost
+    unrecorded_jobs: list[dict[str, Any]] = field(default_factory=list)
 
-    Returns the status fields that must change (empty when nothing did).
-    """
+
+def reconcile(operator: Operator, body: dict[str, Any]) -> Reconciled:
+    """Bring the district's children in line with its spec and annotations."""
     metadata, status = body.get("metadata", {}), dict(body.get("status") or {})
     namespace, name = metadata.get("namespace", ""), metadata.get("name", "")
     generation = metadata.get("generation")
@@ -107,8 +116,8 @@ def reconcile(operator: Operator, body: dict[str, Any]) -> dict[str, Any]:
         try:
             district = District.from_body(dict(body))
         except (ValidationError, InvalidResource) as error:
-            return _stall(operator, body, status, "InvalidSpec", _spec_problems(error),
-                          generation)
+            return Reconciled(_stall(operator, body, status, "InvalidSpec",
+                                     _spec_problems(error), generation))
         annotations = dict(metadata.get("annotations") or {})
         moment = now()
         schedule = schedule_at(district, moment)
@@ -119,9 +128,11 @@ def reconcile(operator: Operator, body: dict[str, Any]) -> dict[str, Any]:
             provisioned = provision(operator.kube, district, operator.settings, schedule,
                                     approval, rotate)
         except NotOwned as error:
-            return _stall(operator, body, status, "ChildNotOwned", str(error), generation)
+            return Reconciled(_stall(operator, body, status, "ChildNotOwned", str(error),
+                                     generation))
         except (Refused, ValueError) as error:
-            return _stall(operator, body, status, "ApplyFailed", str(error), generation)
+            return Reconciled(_stall(operator, body, status, "ApplyFailed", str(error),
+                                     generation))
         if provisioned.written and status.get("observedGeneration") is not None:
             kopf.info(body, reason="Reconciled",
                       message="updated " + ", ".join(provisioned.written))
@@ -141,8 +152,10 @@ def reconcile(operator: Operator, body: dict[str, Any]) -> dict[str, Any]:
                 "Suspended" if provisioned.sftp.ready else "SFTPNotReady",
                 f"{provisioned.sftp.message}; scheduled runs do not start: {schedule.reason}",
                 generation)
-        wanted |= _run_request(operator, district, body, provisioned.cron_job)
-        return changed(status, wanted)
+        jobs = owned_jobs(importer_jobs(operator.kube, district),
+                          {district.uid, provisioned.cron_job["metadata"].get("uid")})
+        wanted |= _run_request(operator, district, body, provisioned.cron_job, jobs)
+        return Reconciled(changed(status, wanted), unrecorded(jobs))
 
 
 def _provisioned_status(district: District, sftp: SftpState, status: dict[str, Any],
@@ -173,11 +186,10 @@ def _provisioned_status(district: District, sftp: SftpState, status: dict[str, A
 
 
 def _run_request(operator: Operator, district: District, body: dict[str, Any],
-                 cron_job: dict[str, Any]) -> dict[str, Any]:
+                 cron_job: dict[str, Any], jobs: list[dict[str, Any]]) -> dict[str, Any]:
     """Start the run the annotation asks for, unless it was handled (echoed) already."""
     status = body.get("status") or {}
     token = (body.get("metadata", {}).get("annotations") or {}).get(RUN_REQUEST_ANNOTATION)
-    jobs = importer_jobs(operator.kube, district)
     wanted: dict[str, Any] = {"activeJob": active_job(jobs)}
     if not token or token == status.get("lastHandledRunRequest"):
         return wanted
@@ -224,13 +236,14 @@ def _stall(operator: Operator, body: dict[str, Any], status: dict[str, Any], rea
 
 
 def job_changed(operator: Operator, job: dict[str, Any]) -> None:
-    """Mirror a finished importer Job into its district's status, Events and metrics, once."""
+    """Mirror a finished importer Job into its district's status, Events and metrics, once;
+    a Job that started makes its district's ``activeJob`` (scheduled runs too)."""
     metadata = job.get("metadata") or {}
-    if finished(job) is None or (metadata.get("annotations") or {}).get(REPORTED_ANNOTATION):
+    namespace, owner = metadata.get("namespace", ""), district_of_job(job)
+    if owner is None or (metadata.get("annotations") or {}).get(REPORTED_ANNOTATION):
         return
-    namespace, owner = metadata.get("namespace", ""), (metadata.get("labels") or {}).get(
-        DISTRICT_LABEL)
-    if not owner:
+    if finished(job) is None:
+        refresh(operator, namespace, owner)
         return
     with operator.lock(namespace, owner):
         parent = operator.kube.get(API_VERSION, KIND, namespace, owner)
@@ -264,12 +277,17 @@ def refresh(operator: Operator, namespace: str, name: str,
 
 def reconcile_and_save(operator: Operator, body: dict[str, Any]) -> None:
     """:func:`reconcile`, then its status saved (recomputed if the district changed)."""
+    missed: list[dict[str, Any]] = []
+
     def reconciled(body: dict[str, Any]) -> None:
-        update = reconcile(operator, body)
-        if update:
-            save_status(operator, body, update)
+        result = reconcile(operator, body)
+        if result.update:
+            save_status(operator, body, result.update)
+        missed[:] = result.unrecorded_jobs
 
     _until_saved(operator, body, reconciled)
+    for job in missed:
+        job_changed(operator, job)
 
 
 def save_status(operator: Operator, body: dict[str, Any], fields: dict[str, Any]) -> None:
@@ -308,9 +326,13 @@ def _until_saved(operator: Operator, body: dict[str, Any],
 def _record(operator: Operator, parent: dict[str, Any], job: dict[str, Any]) -> None:
     def record(parent: dict[str, Any]) -> None:
         status = parent.get("status") or {}
-        if (status.get("lastImport") or {}).get("job") == job["metadata"]["name"]:
+        last = status.get("lastImport") or {}
+        if last.get("jobUid") == job["metadata"].get("uid"):
             return  # recorded before a restart; the annotation did not make it
         outcome = read_outcome(operator.kube, job)
+        recorded_end = parse_timestamp(last.get("finishedAt"))
+        if recorded_end is not None and recorded_end > outcome.finished_at:
+            return  # a run that ended later is recorded: an older one does not replace it
         wanted = status_after(outcome, status, parent["metadata"].get("generation"))
         if status.get("activeJob") == job["metadata"]["name"]:
             wanted["activeJob"] = None

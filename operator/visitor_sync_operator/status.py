@@ -55,6 +55,7 @@ class TypeCounts(Counts, StatusModel):
 
 class LastImport(StatusModel):
     job: str = Field(description="The Job that ran it.")
+    job_uid: str | None = Field(None, description="That Job's uid: a run is recorded once.")
     run_id: str | None = Field(None, description="Run id in the database and reports "
                                "(absent when the Job ended without a summary).")
     started_at: datetime | None = None

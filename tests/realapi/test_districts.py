@@ -444,3 +444,31 @@ def test_the_next_run_column_shows_the_time(
     column = next(c for c in table["columnDefinitions"] if c["name"] == "Next run")
     assert column["type"] == "string"
     assert row["cells"][columns.index("Next run")] == body["status"]["nextRunTime"]
+
+
+def test_a_scheduled_run_is_active_then_recorded_once_by_job_uid(
+        installed: Installed, namespace: str, operator: OperatorProcess) -> None:
+    """Issue 13 item 4: a CronJob's Job (owned by the CronJob, not the district) counts."""
+    installed.admin.create(district(namespace))
+    provisioned(installed, namespace)
+    cron = installed.admin.get("batch/v1", "CronJob", f"{NAME}-import", namespace)
+    template = cron["spec"]["jobTemplate"]
+    job = installed.admin.create({  # what the CronJob controller makes at the hour
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": f"{NAME}-import-29400000", "namespace": namespace,
+                     "labels": template["metadata"]["labels"],
+                     "ownerReferences": [{
+                         "apiVersion": "batch/v1", "kind": "CronJob", "name": f"{NAME}-import",
+                         "uid": cron["metadata"]["uid"], "controller": True,
+                         "blockOwnerDeletion": True}]},
+        "spec": template["spec"]})
+    status_when(installed, namespace,
+                lambda b: b["status"].get("activeJob") == job["metadata"]["name"])
+
+    installed.kubelet.finish(job, 0, summary(applied("students.csv", "students",
+                                                     rows_read=2, created=2)))
+    body = status_when(installed, namespace, lambda b: (b["status"].get("lastImport") or {})
+                       .get("jobUid") == job["metadata"]["uid"])
+    wait_until(lambda: "ImportSucceeded" in reasons(installed, namespace))
+    assert body["status"].get("activeJob") is None
+    assert reasons(installed, namespace).count("ImportSucceeded") == 1
