@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import kubernetes
+import urllib3
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import DynamicApiError, ResourceNotFoundError
@@ -66,7 +67,9 @@ def _translated(action: str) -> Iterator[None]:
         if 400 <= status < 500 and status not in (408, 429):
             raise Refused(f"{action}: {detail}") from error
         raise Unavailable(f"{action}: {detail}") from error
-    except (OSError, kubernetes.client.exceptions.OpenApiException) as error:
+    except (OSError, urllib3.exceptions.HTTPError,
+            kubernetes.client.exceptions.OpenApiException) as error:
+        # urllib3 gives up on a refused connection with its own MaxRetryError
         raise Unavailable(f"{action}: {error}") from error
 
 
