@@ -23,7 +23,7 @@ from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from visitor_sync import checks
-from visitor_sync.config import ImportConfig
+from visitor_sync.config import ALL_HELD, ImportConfig
 from visitor_sync.csvfile import CsvTable, FileFacts, inspect_file
 from visitor_sync.db.schema import (
     District,
@@ -65,10 +65,6 @@ from visitor_sync.termination import Terminated, deferred, stop_if_asked
 from visitor_sync.validation import Member, RowValidator, csv_member
 
 log = logging.getLogger(__name__)
-
-#: ``approve_held`` value approving every pending held file of the district.
-ALL_HELD = "all"
-
 
 class Progress(Protocol):
     """Receives progress of long files (a terminal progress bar, or nothing)."""
