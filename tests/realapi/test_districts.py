@@ -204,10 +204,11 @@ def test_a_request_during_an_active_run_waits_for_it(
     installed.kubelet.finish(first, 0, summary(applied("students.csv", "students",
                                                        rows_read=1, unchanged=1)))
     second = job_named(installed, namespace, run_job_name("second"))
-    body = status_when(installed, namespace,
-                       lambda b: b["status"].get("lastHandledRunRequest") == "second")
+    body = status_when(installed, namespace, lambda b: (
+        b["status"].get("lastHandledRunRequest"),
+        (b["status"].get("lastImport") or {}).get("job")) == ("second",
+                                                              first["metadata"]["name"]))
     assert body["status"]["activeJob"] == second["metadata"]["name"]
-    assert body["status"]["lastImport"]["job"] == first["metadata"]["name"]
 
 
 def test_counts_of_a_run_replace_the_previous_runs(
