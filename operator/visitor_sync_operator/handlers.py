@@ -243,7 +243,10 @@ def job_changed(operator: Operator, job: dict[str, Any]) -> None:
     if owner is None or (metadata.get("annotations") or {}).get(REPORTED_ANNOTATION):
         return
     if finished(job) is None:
-        refresh(operator, namespace, owner)
+        parent = operator.kube.get(API_VERSION, KIND, namespace, owner)
+        if parent is not None and (parent.get("status") or {}).get("activeJob") != \
+                metadata.get("name"):
+            refresh(operator, namespace, owner, parent)
         return
     with operator.lock(namespace, owner):
         parent = operator.kube.get(API_VERSION, KIND, namespace, owner)
