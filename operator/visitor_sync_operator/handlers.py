@@ -10,6 +10,7 @@ reconciling the same district at once.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import threading
@@ -243,14 +244,18 @@ def job_changed(operator: Operator, job: dict[str, Any]) -> None:
     if owner is None or (metadata.get("annotations") or {}).get(REPORTED_ANNOTATION):
         return
     if finished(job) is None:
-        refresh(operator, namespace, owner)
+        parent = operator.kube.get(API_VERSION, KIND, namespace, owner)
+        if parent is not None and (parent.get("status") or {}).get("activeJob") != \
+                metadata.get("name"):
+            refresh(operator, namespace, owner, parent)
         return
     with operator.lock(namespace, owner):
         parent = operator.kube.get(API_VERSION, KIND, namespace, owner)
         if parent is not None:
             _record(operator, parent, job)
-        operator.kube.patch("batch/v1", "Job", namespace, metadata["name"],
-                            {"metadata": {"annotations": {REPORTED_ANNOTATION: "true"}}})
+        with contextlib.suppress(Gone):  # deleted meanwhile (its TTL): nothing to mark
+            operator.kube.patch("batch/v1", "Job", namespace, metadata["name"],
+                                {"metadata": {"annotations": {REPORTED_ANNOTATION: "true"}}})
     refresh(operator, namespace, owner)  # a run request that waited for this Job starts now
 
 

@@ -143,7 +143,7 @@ class Kube:
         """:meth:`apply` for an object the caller has just read (``None``: absent)."""
         key = _key(desired)
         if current is not None:
-            _check_controlled(current, desired)
+            check_controlled(current, desired)
         applied = json.dumps(desired, sort_keys=True)
         version = (current or {}).get("metadata", {}).get("resourceVersion")
         if current is not None and self._applied.get(key) == (applied, version):
@@ -168,7 +168,7 @@ def _controller(body: dict[str, Any]) -> dict[str, Any] | None:
                  if ref.get("controller")), None)
 
 
-def _check_controlled(current: dict[str, Any], desired: dict[str, Any]) -> None:
+def check_controlled(current: dict[str, Any], desired: dict[str, Any]) -> None:
     """Refuse to touch an object the desired owner does not control (a same-named
     Service or Secret of someone else's is not ours to change)."""
     have, want = _controller(current), _controller(desired)

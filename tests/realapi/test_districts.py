@@ -14,6 +14,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from tests.realapi.conftest import Installed
 from tests.support.manifests import KUBERNETES_VERSIONS, validate_strictly
 from tests.support.realapi import (
@@ -204,10 +206,11 @@ def test_a_request_during_an_active_run_waits_for_it(
     installed.kubelet.finish(first, 0, summary(applied("students.csv", "students",
                                                        rows_read=1, unchanged=1)))
     second = job_named(installed, namespace, run_job_name("second"))
-    body = status_when(installed, namespace,
-                       lambda b: b["status"].get("lastHandledRunRequest") == "second")
+    body = status_when(installed, namespace, lambda b: (
+        b["status"].get("lastHandledRunRequest"),
+        (b["status"].get("lastImport") or {}).get("job")) == ("second",
+                                                              first["metadata"]["name"]))
     assert body["status"]["activeJob"] == second["metadata"]["name"]
-    assert body["status"]["lastImport"]["job"] == first["metadata"]["name"]
 
 
 def test_counts_of_a_run_replace_the_previous_runs(
@@ -372,21 +375,32 @@ def _operator_requests(installed: Installed, namespace: str, since: datetime) ->
 # -- ownership --------------------------------------------------------------------------
 
 
+THEIRS = {
+    "Service": {"apiVersion": "v1", "kind": "Service", "spec": {
+        "type": "LoadBalancer", "ports": [{"port": 443}], "selector": {"app": "theirs"}}},
+    "Secret": {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+               "data": {"password": "dGhlaXJz"}},
+}
+
+
+@pytest.mark.parametrize(("kind", "name"), [("Service", f"{NAME}-sftp"),
+                                            ("Secret", f"{NAME}-sftp-credentials")])
 def test_a_child_it_does_not_own_is_refused_not_taken_over(
-        installed: Installed, namespace: str, operator: OperatorProcess) -> None:
-    """Issue 13 item 2: a same-named Service of someone else's is left as it is."""
-    installed.admin.create({"apiVersion": "v1", "kind": "Service", "metadata": {
-        "name": f"{NAME}-sftp", "namespace": namespace}, "spec": {
-        "type": "LoadBalancer", "ports": [{"port": 443}], "selector": {"app": "theirs"}}})
+        installed: Installed, namespace: str, operator: OperatorProcess, kind: str,
+        name: str) -> None:
+    """Issue 13 item 2: a same-named object of someone else's is left as it is."""
+    theirs = installed.admin.create({**THEIRS[kind], "metadata": {
+        "name": name, "namespace": namespace}})
     installed.admin.create(district(namespace))
 
     body = status_when(installed, namespace,
                        lambda b: condition(b, "Stalled").get("status") == "True")
-    assert "Service" in condition(body, "Stalled")["message"]
-    assert f"{NAME}-sftp" in condition(body, "Stalled")["message"]
-    service = installed.admin.get("v1", "Service", f"{NAME}-sftp", namespace)
-    assert service["spec"]["type"] == "LoadBalancer"
-    assert not service["metadata"].get("ownerReferences")
+    stalled = condition(body, "Stalled")
+    assert stalled["reason"] == "ChildNotOwned"
+    assert f"{kind} {namespace}/{name} already exists" in stalled["message"]
+    after = installed.admin.get("v1", kind, name, namespace)
+    assert after["metadata"]["resourceVersion"] == theirs["metadata"]["resourceVersion"]
+    assert not after["metadata"].get("ownerReferences")
 
 
 # -- deletion ----------------------------------------------------------------------------
