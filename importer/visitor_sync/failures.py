@@ -30,8 +30,12 @@ def _driver_error(error: BaseException) -> BaseException | None:
     return error.orig if isinstance(error, DBAPIError) else None
 
 
-def _database_facts(error: BaseException) -> list[str]:
-    """SQLSTATE / SQLite error name and the schema object named; never the detail text."""
+def _facts(error: BaseException) -> list[str]:
+    """An OS error's errno and its meaning (never the file name it names, which may be a
+    district's upload), or a database's SQLSTATE / SQLite error name and the schema
+    object named (never the detail text, which quotes rows)."""
+    if isinstance(error, OSError) and error.errno is not None:
+        return [f"errno {error.errno} ({error.strerror})"]
     original = _driver_error(error) or error
     facts = []
     code = getattr(original, "sqlstate", None) or getattr(original, "sqlite_errorname", None)
@@ -73,7 +77,7 @@ def _failure_chain(error: BaseException) -> str:
         kind = type(seen).__name__
         if original is not None:
             kind += f" ({type(original).__module__}.{type(original).__name__})"
-        facts = _database_facts(seen)
+        facts = _facts(seen)
         parts.append(kind + (f": {', '.join(facts)}" if facts else ""))
         seen = seen.__cause__ or (None if seen.__suppress_context__ else seen.__context__)
     return "; caused by ".join(parts)

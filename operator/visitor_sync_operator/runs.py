@@ -117,7 +117,7 @@ class RunOutcome:
     job_uid: str | None
     finished_at: datetime
     summary: ImportSummary | None
-    #: why there is no summary, from the Job's condition and the container's last words
+    #: why there is no summary: the Job's condition and the exit status's meaning
     failure: str | None
 
     @property
