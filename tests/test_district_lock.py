@@ -13,8 +13,9 @@ from pathlib import Path
 
 from sqlalchemy import Engine, select
 
-from tests.support.processes import start_command, wait_for
+from tests.support.processes import start_command
 from tests.support.runs import DISTRICT, database, make_inbox, run_import, write
+from tests.support.waiting import wait_for
 from visitor_sync.db.schema import ImportRun
 from visitor_sync.locking import DistrictBusy, district_lock
 from visitor_sync.summary import RunResult

@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from tests.support.processes import Run, reading_a_file, start_command, wait_for
+from tests.support.processes import Run, reading_a_file, start_command
 from tests.support.runs import DISTRICT, database, make_inbox, table_rows, write
+from tests.support.waiting import wait_for
 from visitor_sync.db.schema import ImportRun
 from visitor_sync.locking import district_lock
 from visitor_sync.summary import FileStatus, ImportSummary, RunResult

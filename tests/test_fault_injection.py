@@ -31,8 +31,9 @@ import pytest
 from sqlalchemy import Engine, select
 
 from tests.support.postgres import PostgresServer
-from tests.support.processes import Launcher, Run, reading_a_file, wait_for
+from tests.support.processes import Launcher, Run, reading_a_file
 from tests.support.runs import DISTRICT, open_database, table_rows, write
+from tests.support.waiting import wait_for
 from visitor_sync.db.schema import ImportRun
 from visitor_sync.locking import district_lock
 from visitor_sync.summary import ImportSummary

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import pytest
+from tests.support.waiting import wait_for as wait_until
 
 CONTEXT = os.environ.get("VISITOR_SYNC_E2E_CONTEXT", "kind-visitor-sync")
 TOOLS = ("docker", "kind", "kubectl", "helm", "make", "sftp", "ssh-keyscan")
@@ -57,10 +57,4 @@ def unavailable() -> str | None:
 def wait_for(what: str, check: Callable[[], Any], timeout: float, interval: float = 2.0
              ) -> Any:
     """``check()``'s first truthy value, polled every ``interval`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+    return wait_until(what, check, timeout, interval)

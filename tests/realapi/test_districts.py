@@ -18,6 +18,7 @@ import pytest
 
 from tests.realapi.conftest import Installed
 from tests.support.manifests import KUBERNETES_VERSIONS, validate_strictly
+from tests.support.operator import API, CHILDREN, KIND, NAME
 from tests.support.realapi import (
     OperatorProcess,
     audited,
@@ -28,22 +29,6 @@ from tests.support.realapi import (
 )
 from visitor_sync.config import ImportConfig
 from visitor_sync.summary import FileOutcome, FileStatus, ImportSummary, RunResult
-
-API = "sync.visitoraware.io/v1alpha1"
-KIND = "DistrictSync"
-NAME = "springfield"
-CHILDREN = [
-    ("v1", "Secret", "springfield-sftp-credentials"),
-    ("v1", "Secret", "springfield-sftp-host-keys"),
-    ("v1", "Secret", "springfield-importer-key"),
-    ("v1", "ConfigMap", "springfield-sftp"),
-    ("v1", "PersistentVolumeClaim", "springfield-sftp"),
-    ("apps/v1", "Deployment", "springfield-sftp"),
-    ("v1", "Service", "springfield-sftp"),
-    ("networking.k8s.io/v1", "NetworkPolicy", "springfield-sftp"),
-    ("v1", "ConfigMap", "springfield-import"),
-    ("batch/v1", "CronJob", "springfield-import"),
-]
 
 
 def district(namespace: str, name: str = NAME, **spec: Any) -> dict[str, Any]:

@@ -14,8 +14,7 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,19 +24,6 @@ T = TypeVar("T")
 
 #: The console script of the environment running the tests (never another install's).
 COMMAND = str(Path(sys.executable).with_name("visitor-sync"))
-
-
-def wait_for(what: str, check: Callable[[], T | None], timeout: float = 30.0,
-             interval: float = 0.01) -> T:
-    """Poll ``check`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
 
 
 def reading_a_file(scratch: Path) -> bool:

@@ -31,6 +31,7 @@ import yaml
 from prometheus_client import CollectorRegistry, start_http_server
 
 from tests.support.metrics_sample import populated_metrics
+from tests.support.waiting import wait_for
 from visitor_sync_operator.metrics import Metrics
 
 ALERT_RULES = Path(__file__).resolve().parents[2] / "charts/visitor-sync/files/alerts.yaml"
@@ -160,15 +161,8 @@ class PrometheusServer:
 
     def wait_for(self, what: str, check: Callable[[], T | None], timeout: float = 10.0) -> T:
         """Poll ``check`` until it returns something truthy; fail with ``what`` and the log."""
-        deadline = time.monotonic() + timeout
-        while True:
-            result = check()
-            if result:
-                return result
-            if time.monotonic() > deadline:
-                raise AssertionError(f"Prometheus: timed out waiting for {what}\n"
-                                     f"{self.log()[-2000:]}")
-            time.sleep(0.1)
+        return wait_for(f"Prometheus: {what}", check, timeout, interval=0.1,
+                        detail=lambda: self.log()[-2000:])
 
     def _terminate(self) -> None:
         if self._process is not None and self._process.poll() is None:

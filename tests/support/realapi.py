@@ -17,7 +17,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,6 +30,7 @@ from kubernetes.dynamic.exceptions import NotFoundError
 
 from tests.support import chart
 from tests.support.controlplane import ControlPlane, free_port
+from tests.support.waiting import wait_for
 
 TIMEOUT = 30.0
 POLL = 0.05
@@ -42,15 +42,7 @@ RELEASE_NAMESPACE = chart.NAMESPACE
 def wait_until(check: Callable[[], Any], timeout: float = TIMEOUT,
                message: Callable[[], str] | str = "condition") -> Any:
     """Poll ``check`` until it returns something truthy (returned), or fail saying what."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout:.0f} s: "
-                                 f"{message() if callable(message) else message}")
-        time.sleep(POLL)
+    return wait_for(message, check, timeout, interval=POLL)
 
 
 def audit_policy(path: Path) -> Path:
