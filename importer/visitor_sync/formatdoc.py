@@ -24,7 +24,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError, PydanticUndefined
 
-from visitor_sync import values
+from visitor_sync import grades, values
 from visitor_sync.config import ImportConfig, Limits, Notifications
 from visitor_sync.filetypes import APPLY_ORDER, FILE_TYPES
 from visitor_sync.filetypes.ascender import parse_ascender_birth_date
@@ -160,28 +160,10 @@ def _true_false() -> list[tuple[str, str]]:
 
 
 def _grade_codes(quote: str = "") -> str:
-    """CEDS codes ``parse_grade`` stores: the words, then the range of numbers (probed)."""
-    words = [f"{quote}{code}{quote}" for code in dict.fromkeys(values.GRADE_SPELLINGS.values())]
-    numbers = []
-    for number in range(1, 100):
-        try:
-            code = values.parse_grade(str(number))
-        except PydanticCustomError:
-            continue
-        if code.isdigit():
-            numbers.append(code)
-    if numbers:
-        words.append(f"{quote}{numbers[0]}{quote} to {quote}{numbers[-1]}{quote}")
-    return ", ".join(words)
-
-
-def _grade_spellings() -> str:
-    grouped: dict[str, list[str]] = {}
-    for spelling, code in values.GRADE_SPELLINGS.items():
-        if spelling != code.upper():
-            grouped.setdefault(code, []).append(spelling)
-    return "; ".join(f"`{code}`: " + ", ".join(f"`{spelling}`" for spelling in spellings)
-                     for code, spellings in grouped.items())
+    """The CEDS codes ``parse_grade`` stores, numbers as a range."""
+    codes = [f"{quote}{grade.code}{quote}" for grade in grades.CEDS_CODES
+             if not grade.code.isdigit()]
+    return ", ".join([*codes, f"{quote}01{quote} to {quote}13{quote}"])
 
 
 def _value_formats() -> dict[Callable[..., Any], ValueFormat]:
@@ -207,12 +189,14 @@ def _value_formats() -> dict[Callable[..., Any], ValueFormat]:
             "Ascender's eight-digit month-day-year form; eight digits are never read as "
             "YYYYMMDD.",
             ("01052015", "1/5/2015"), ("20150105",)),
-        values.parse_grade: ValueFormat(
+        grades.parse_grade: ValueFormat(
             "grade", f"grade, stored as a CEDS code ({_grade_codes()})",
             f"Stored as a CEDS code: {_grade_codes('`')}. Numbers "
-            "are zero-padded (`5`, `05`, `5th`, `Grade 5` -> `05`). Other spellings "
-            "(compared without case, spaces, `-`, `_`, `.`, `/`): " + _grade_spellings() + ".",
-            ("K", "5", "05", "5th", "Grade 5", "Pre-K", "12", "13", "Other"), ("14", "Z")),
+            "are zero-padded (`5`, `05`, `5th`, `Grade 5` -> `05`). Every other code real "
+            "systems send is in the [grade vocabulary](#grade-vocabulary); anything else "
+            "is an error on that row only.",
+            ("K", "5", "05", "5th", "Grade 5", "Pre-K", "12", "13", "Other", "-1", "EE",
+             "KF", "PK3", "PostGraduate"), ("14", "Z", "-3", "0.5")),
         values.parse_email: ValueFormat(
             "e-mail", "e-mail address (stored lower-case)",
             "`name@example.org`; stored lower-case, so keys on e-mail ignore case.",
@@ -501,6 +485,23 @@ def _render_value_formats() -> Iterator[str]:
     yield ""
 
 
+def _render_grades() -> Iterator[str]:
+    yield "## Grade vocabulary\n"
+    yield ("Every grade is stored as one CEDS code (the vocabulary OneRoster uses too), "
+           "whatever system sent it. Words are compared without case, spaces, `-`, `_`, "
+           "`.` and `/`; numbers exactly (`-1` is not `1`). `1` to `13` (also `05`, `5th`, "
+           "`Grade 5`) are stored zero-padded. A grade in none of these lists is "
+           "`invalid_grade` on that row only; the file's other rows are applied.\n")
+    yield "| stored | meaning | also accepted | sent by |"
+    yield "|---|---|---|---|"
+    for grade in grades.CEDS_CODES:
+        accepted = ", ".join(f"`{spelling}`" for spelling in (*grade.numbers, *grade.words))
+        yield (f"| `{grade.code}` | {grade.meaning} | {_cell(accepted) or '-'} | "
+               f"{_cell(grade.sent_by) or '-'} |")
+    yield "| `01` to `12` | grades 1 to 12 | `1`, `01`, `1st`, `Grade 1`, `1st Grade` | - |"
+    yield ""
+
+
 def _render_settings() -> Iterator[str]:
     yield "## Limits and settings\n"
     yield ("Defaults of the district's `ImportConfig` (`visitor_sync.config`); over a limit "
@@ -558,7 +559,8 @@ def render_formats() -> str:
     parts += [render_file_type(file_type) for kind in APPLY_ORDER
               for file_type in FILE_TYPES.values() if file_type.kind == kind]
     parts.append(_render_oneroster())
-    parts += [*_render_value_formats(), *_render_settings(), *_render_error_codes()]
+    parts += [*_render_value_formats(), *_render_grades(), *_render_settings(),
+              *_render_error_codes()]
     return "\n".join(parts).rstrip("\n") + "\n"
 
 
