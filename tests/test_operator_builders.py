@@ -151,9 +151,10 @@ def test_importer_configuration_is_one_mounted_import_config() -> None:
     data = built["ConfigMap/springfield-import"]["data"]
     config = ImportConfig.model_validate_json(data["import-config.json"])
     assert (config.district_id, config.max_deactivate_percent, config.quiet_period_seconds,
-            config.held_retention_days, config.accepted_types, config.approve_held_run) == (
+            config.held_retention_days, config.accepted_types, config.approve_held_run,
+            config.pickup_default) == (
         "shelbyville-isd", 5, 120, 30, ["students", "visitors", "employees", "users"],
-        "5f0c6a52-0000-4000-8000-000000000000")
+        "5f0c6a52-0000-4000-8000-000000000000", "deny")
     assert [str(r) for r in config.notifications.recipients] == FULL_SPEC["notifications"][
         "recipients"]
     container = built["CronJob/springfield-import"]["spec"]["jobTemplate"]["spec"]["template"][

@@ -172,7 +172,7 @@ C5501 | Maria | Garza  | maria.garza@example.com  | (512) 555-0147 | 104233 | Mo
 C5501 | Maria | Garza  | maria.garza@example.com  | (512) 555-0147 | 104871 | Mother      | 1 | 0
 C5502 | Luis  | Garza  |                          | 512-555-0190   | 104233 | Father      | 0 | 0
 C7730 | Ngozi | Okafor | ngozi.okafor@example.net | 5125550123     | 098112 | Mother      | 1 | 0
-C8812 | Linda | Brown  |                          | (737) 555-0111 | 110560 | Grandmother | 1 | 0
+C8812 | Linda | Brown  |                          | (737) 555-0111 | 110560 | Grandmother | 0 | 0
 """
 
 # PowerSchool: the district sends canonical students.csv next to its contacts export.
@@ -359,7 +359,7 @@ def test_clean_export_stores_the_canonical_records(db_url: str, tmp_path: Path,
 PICKUP = [
     ("visitors_ascender", {"Pickup Auth": "Y"}, (True, False)),
     ("visitors_ascender", {"Pickup Auth": "n"}, (False, False)),
-    ("visitors_ascender", {"Pickup Auth": ""}, (True, False)),
+    ("visitors_ascender", {"Pickup Auth": ""}, (False, False)),  # empty: no pickup
     ("visitors_powerschool", {"School_Pickup": "1", "Has_Custody": "0",
                               "Emergency_Contact": "0"}, (True, False)),
     ("visitors_powerschool", {"School_Pickup": "0", "Has_Custody": "1",

@@ -30,6 +30,13 @@ class Limits(BaseModel):
                                "(zip bombs are refused before anything is inflated).")
 
 
+class PickupDefault(enum.StrEnum):
+    """Pickup permission of visitor links from a file that has no pickup column."""
+
+    ALLOW = "allow"
+    DENY = "deny"
+
+
 class NotifyWhen(enum.StrEnum):
     """When the district's recipients get the run report."""
 
@@ -77,6 +84,12 @@ class ImportConfig(BaseModel):
     accepted_types: list[str] | None = Field(
         None, description="File types this district may send (default: all); a kind "
                           "such as 'students' accepts its vendor layouts too.")
+    pickup_default: PickupDefault = Field(
+        PickupDefault.ALLOW,
+        description="Pickup permission of visitor links from a visitors file with no pickup "
+                    "column at all (`allow` or `deny`); a present column always decides, an "
+                    "empty cell in it means no pickup, and layouts whose system never states "
+                    "pickup (Clever) are always `deny`.")
     approve_held_run: str | None = Field(
         None, max_length=36, pattern=r"^[A-Za-z0-9-]+$",
         description="Run id whose held files the run applies (the operator sets it from the "

@@ -31,6 +31,7 @@ from visitor_sync.filetypes.ascender import parse_ascender_birth_date
 from visitor_sync.filetypes.base import FileType, Reference, SyncMode
 from visitor_sync.oneroster import container as oneroster
 from visitor_sync.oneroster import types as oneroster_types
+from visitor_sync.safety import PICKUP_FIELD
 
 BEGIN_MARKER = "<!-- BEGIN GENERATED: visitor-sync formats -->"
 END_MARKER = "<!-- END GENERATED -->"
@@ -98,6 +99,9 @@ ERROR_CODES: dict[str, tuple[Kind, str]] = {
                                   "applied, the file stays and is tried again next run"),
     "missing_column": (Kind.FILE, "a required column is not in the header row "
                                   "(every missing column is listed)"),
+    "unmapped_safety_column": (Kind.FILE, "a header cell we do not map looks like a pickup, "
+                                          "custody, emergency or court-order flag (the file "
+                                          "is refused rather than a permission guessed)"),
     "duplicate_column": (Kind.FILE, "two header cells name the same field (e.g. `DOB` and "
                                     "`Date of Birth`)"),
     "wrong_field_count": (Kind.ROW, "the row has more non-empty fields than the header has "
@@ -236,7 +240,7 @@ VALIDATOR_NOTES: dict[str, str] = {
 
 #: ``ImportConfig`` settings that change what happens to a district's files.
 _SETTINGS = ("max_deactivate_percent", "quiet_period_seconds", "held_retention_days",
-             "accepted_types")
+             "accepted_types", "pickup_default")
 
 _SYNC_MODES = {
     SyncMode.FULL_SYNC: "full sync: records absent from the file are deactivated",
@@ -450,6 +454,15 @@ def render_file_type(file_type: FileType) -> str:
             f"{' or '.join(fillers_of(reference))}), else row error `{reference.code}`")
     if any(file_type.field_of(header) == "active" for header in file_type.headers):
         lines.append("- **Active** = 0 deactivates the record as absence from the file does")
+    if PICKUP_FIELD in file_type.row_fields:
+        header = file_type.header_of(PICKUP_FIELD)
+        lines.append(
+            f"- **Pickup** fails closed: an empty {header} cell means no pickup; a file "
+            f"without a {header} column " + (
+                "takes the district's `pickup_default` (`allow` unless set)"
+                if file_type.follows_pickup_default else "stores every link as no pickup")
+            + "; a column that looks like a pickup, custody or emergency flag but is not "
+            "mapped refuses the file (`unmapped_safety_column`)")
     for note in validator_notes(file_type.row_model):
         lines.append(f"- **Rule**: {note}")
     canonical = FILE_TYPES[file_type.kind]

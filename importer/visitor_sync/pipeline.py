@@ -40,6 +40,7 @@ from visitor_sync.issues import FileRejected, Issue
 from visitor_sync.locking import district_lock, heartbeat
 from visitor_sync.planning import Work, classify, in_run_order, kind_of, member_types
 from visitor_sync.reconcile import Counts, TargetSync
+from visitor_sync.safety import absent_field_defaults
 from visitor_sync.sources import (
     FileChanged,
     Inbox,
@@ -325,7 +326,8 @@ class Importer:
         log.extend(member.warnings)
         stage = Stage(member.file_type)
         stage.create(connection)
-        validator = RowValidator(member, stage, log)
+        validator = RowValidator(member, stage, log, absent_field_defaults(
+            member.file_type, set(member.columns.written), self.config))
         if self.progress is not None:
             self.progress.file_started(member.label, member.total_bytes)
         stage.load(connection, validator.staged_rows(

@@ -20,6 +20,7 @@ from visitor_sync.csvfile import CsvTable, normalise_header
 from visitor_sync.filetypes.base import FileType
 from visitor_sync.issuelog import IssueLog
 from visitor_sync.issues import FileRejected, Issue, quote_value
+from visitor_sync.safety import looks_like_safety_flag, unmapped_safety_reason
 from visitor_sync.staging import Stage
 
 _PYDANTIC_ERRORS = frozenset(typing.get_args(ErrorType)) - {"missing"}
@@ -74,7 +75,10 @@ def match_header(header: list[str], header_line: int, file_type: FileType,
         field_name = lookup.get(normalise_header(name))
         if field_name is None:
             fields.append(None)
-            if name:
+            if looks_like_safety_flag(name):
+                problems.append(("unmapped_safety_column",
+                                 unmapped_safety_reason(name, file_type), header_line, name))
+            elif name:
                 warnings.append(Issue.warning(
                     file_name, "unknown_column", f"column {quote_value(name)} is not part of "
                     f"the {file_type.name} format and is ignored", line=header_line,
@@ -122,10 +126,13 @@ def _csv_records(table: CsvTable, columns: ColumnMap, file_name: str) -> Iterato
 class RowValidator:
     """Streams a member's records as staged tuples, logging every row error."""
 
-    def __init__(self, member: Member, stage: Stage, log: IssueLog) -> None:
+    def __init__(self, member: Member, stage: Stage, log: IssueLog,
+                 absent: dict[str, str] | None = None) -> None:
         self.member = member
         self.stage = stage
         self.log = log
+        #: cells assumed for fields the header leaves out (``safety.absent_field_defaults``)
+        self.absent = absent or {}
         self.rows_read = 0
 
     def staged_rows(self, progress: Callable[[int], None] | None = None,
@@ -142,7 +149,7 @@ class RowValidator:
                 yield self.stage.error_row(seq, line, raw)
                 continue
             try:
-                row = validate(raw)
+                row = validate({**self.absent, **raw} if self.absent else raw)
             except ValidationError as error:
                 self.log.extend(self._issues(error, line))
                 yield self.stage.error_row(seq, line, raw)

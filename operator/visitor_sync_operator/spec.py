@@ -20,7 +20,7 @@ from croniter import croniter
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
-from visitor_sync.config import NotifyWhen
+from visitor_sync.config import NotifyWhen, PickupDefault
 from visitor_sync.filetypes import APPLY_ORDER, CONTAINERS
 from visitor_sync.sftp.keys import check_authorized_keys
 from visitor_sync.values import Email
@@ -160,6 +160,15 @@ class SafetySpec(SpecModel):
                                       "uploading).")
 
 
+class ImportSpec(SpecModel):
+    """How the district's files are read where they leave something unsaid."""
+
+    pickup_default: PickupDefault = Field(
+        PickupDefault.ALLOW, description="Pickup permission of visitor links from a visitors "
+        "file with no pickup column at all: allow or deny. A present pickup column always "
+        "decides (an empty cell means no pickup); Clever files are always deny.")
+
+
 class PauseWindow(SpecModel):
     """Dates (inclusive, in spec.timeZone) when scheduled runs do not start; uploads wait."""
 
@@ -231,6 +240,7 @@ class DistrictSyncSpec(SpecModel):
         None, description="File kinds the district may send (default: all): students, "
         "visitors, employees, users, volunteers, court_orders, bus_schedule, oneroster.")
     safety: SafetySpec = Field(default_factory=SafetySpec)
+    import_: ImportSpec = Field(default_factory=ImportSpec, alias="import")
     sftp: SftpSpec = Field(default_factory=SftpSpec)
     database: DatabaseSpec = Field(default_factory=DatabaseSpec)
     notifications: NotificationsSpec = Field(default_factory=NotificationsSpec)

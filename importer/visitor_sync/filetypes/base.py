@@ -118,6 +118,9 @@ class FileType:
     #: header -> row field where the field is not simply the header in snake_case
     #: (vendor layouts: ``Stu ID`` -> ``student_id``)
     header_fields: Mapping[str, str] = field(default_factory=dict)
+    #: whether a file of this type without a pickup column takes the district's
+    #: ``pickup_default`` (else its row model's default, "no pickup", always applies)
+    follows_pickup_default: bool = True
 
     def __post_init__(self) -> None:
         if not self.kind:

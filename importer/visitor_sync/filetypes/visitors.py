@@ -22,7 +22,8 @@ class VisitorRow(RowModel):
     zip: Zip | None = None
     student_id: str | None = None
     relationship: str | None = None
-    can_pickup: Bool = True
+    #: an empty cell means no pickup; with no column at all, the district's pickup_default
+    can_pickup: Bool = False
     emergency_contact: Bool = False
 
 

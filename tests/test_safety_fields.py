@@ -1,0 +1,143 @@
+"""Safety fields fail closed (issue 11, item 5), on SQLite and PostgreSQL.
+
+Who may pick a child up is never defaulted to "allowed" because a column was not
+recognised: a header carrying an unmapped pickup/custody/emergency/court-order flag
+refuses the file (``unmapped_safety_column``) and changes nothing; a file with no
+pickup column takes the district's ``pickup_default``; an empty pickup cell is "no".
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+
+from tests.support.runs import database, issues, make_inbox, outcome, run_import, table_rows, write
+from visitor_sync.db.schema import KEY_SEPARATOR
+from visitor_sync.safety import looks_like_safety_flag
+from visitor_sync.summary import ImportSummary
+
+ROSTER_HEADER = ("Student ID", "First Name", "Last Name", "Date of Birth", "Grade", "School ID")
+ROSTER = [("S1", "Ana", "Lopez", "2015-03-04", "K", "001"),
+          ("S2", "Ben", "Lopez", "2013-06-15", "2", "001")]
+VISITOR_HEADER = ("Visitor ID", "First Name", "Last Name", "Student ID", "Relationship")
+
+
+def link(visitor: str, student: str) -> str:
+    return f"{visitor}{KEY_SEPARATOR}{student}"
+
+
+@pytest.fixture
+def inbox(tmp_path: Path) -> Path:
+    return make_inbox(tmp_path)
+
+
+def brief(engine: Engine, summary: ImportSummary) -> list[tuple[str, int | None, str | None,
+                                                               str]]:
+    """``(file, line, column, code)`` of every issue the run stored."""
+    return [(issue.file, issue.line, issue.column, issue.code)
+            for issue in issues(engine, summary)]
+
+
+def test_unmapped_pickup_and_custody_flags_refuse_the_file(db_url: str, inbox: Path,
+                                                          tmp_path: Path) -> None:
+    """The issue's case: PowerSchool's labels in a visitors file. Before, the flags were
+    ignored as unknown columns and every link stored can_pickup = 1, including the
+    contact marked pickup 0 and custody 0. Now the file is refused, every flag column is
+    named, and the links stored by an earlier run keep their values."""
+    write(inbox, "students.csv", ROSTER_HEADER, ROSTER)
+    write(inbox, "visitors.csv", (*VISITOR_HEADER, "Can Pickup"),
+          [("V1", "Maria", "Lopez", "S1", "Mother", "1"), ("V2", "Jon", "Lopez", "S1", "Father",
+                                                           "0")])
+    second = make_inbox(tmp_path, "second")
+    write(second, "visitors.csv",
+          (*VISITOR_HEADER[:4], "Relationship Type", "Contact Allow School Pickup",
+           "Contact Has Custody", "Is Emergency Contact"),
+          [("V1", "Maria", "Lopez", "S1", "Mother", "1", "1", "1"),
+           ("V2", "Jon", "Lopez", "S1", "Father", "0", "0", "0")])
+    with database(db_url) as engine:
+        run_import(engine, inbox)
+        summary = run_import(engine, second)
+        assert outcome(summary, "visitors.csv").status == "rejected"
+        assert brief(engine, summary) == [
+            ("visitors.csv", 1, "Contact Allow School Pickup", "unmapped_safety_column"),
+            ("visitors.csv", 1, "Contact Has Custody", "unmapped_safety_column"),
+            ("visitors.csv", 1, "Is Emergency Contact", "unmapped_safety_column")]
+        reason = issues(engine, summary)[0].reason
+        assert "'Contact Allow School Pickup'" in reason and "no permission is guessed" in reason
+        assert table_rows(engine, "visitor_student_links", "record_key", "can_pickup",
+                          "active") == [(link("V1", "S1"), True, True),
+                                        (link("V2", "S1"), False, True)]
+
+
+@pytest.mark.parametrize("column", ["Custody Flag", "Court Order", "Pickup Restricted",
+                                    "No Contact Order", "Do Not Release"])
+def test_a_students_file_with_an_unmapped_safety_flag_is_refused(db_url: str, inbox: Path,
+                                                                 column: str) -> None:
+    write(inbox, "students.csv", (*ROSTER_HEADER, column),
+          [(*row, "Y") for row in ROSTER])
+    with database(db_url) as engine:
+        summary = run_import(engine, inbox)
+        assert brief(engine, summary) == [("students.csv", 1, column, "unmapped_safety_column")]
+        assert table_rows(engine, "students", "record_key") == []
+
+
+def test_contact_details_of_safety_people_are_only_unknown_columns(db_url: str,
+                                                                   inbox: Path) -> None:
+    """``Emergency Phone`` is a detail, not a flag: a warning, and the file applies."""
+    write(inbox, "students.csv", (*ROSTER_HEADER, "Emergency Phone", "Custodial Parent Name"),
+          [(*row, "555-201-3344", "Maria Lopez") for row in ROSTER])
+    with database(db_url) as engine:
+        summary = run_import(engine, inbox)
+        assert brief(engine, summary) == [
+            ("students.csv", 1, "Emergency Phone", "unknown_column"),
+            ("students.csv", 1, "Custodial Parent Name", "unknown_column")]
+        assert table_rows(engine, "students", "record_key") == [("S1",), ("S2",)]
+
+
+@pytest.mark.parametrize(("pickup_default", "stored"), [("allow", True), ("deny", False)])
+def test_a_file_without_pickup_column_takes_the_district_default(
+        db_url: str, inbox: Path, pickup_default: str, stored: bool) -> None:
+    write(inbox, "students.csv", ROSTER_HEADER, ROSTER)
+    write(inbox, "visitors.csv", VISITOR_HEADER,
+          [("V1", "Maria", "Lopez", "S1", "Mother"), ("V1", "Maria", "Lopez", "S2", "Mother")])
+    with database(db_url) as engine:
+        summary = run_import(engine, inbox, pickup_default=pickup_default)
+        assert brief(engine, summary) == []
+        assert table_rows(engine, "visitor_student_links", "record_key", "can_pickup") == [
+            (link("V1", "S1"), stored), (link("V1", "S2"), stored)]
+
+
+@pytest.mark.parametrize("pickup_default", ["allow", "deny"])
+def test_a_present_pickup_column_decides_and_an_empty_cell_means_no(
+        db_url: str, inbox: Path, pickup_default: str) -> None:
+    write(inbox, "students.csv", ROSTER_HEADER, ROSTER)
+    write(inbox, "visitors.csv", (*VISITOR_HEADER, "Can Pickup"),
+          [("V1", "Maria", "Lopez", "S1", "Mother", "1"),
+           ("V1", "Maria", "Lopez", "S2", "Mother", ""),
+           ("V2", "Jon", "Lopez", "S1", "Father", "0")])
+    with database(db_url) as engine:
+        summary = run_import(engine, inbox, pickup_default=pickup_default)
+        assert brief(engine, summary) == []
+        assert table_rows(engine, "visitor_student_links", "record_key", "can_pickup") == [
+            (link("V1", "S1"), True), (link("V1", "S2"), False), (link("V2", "S1"), False)]
+
+
+FLAGS = ["Contact Allow School Pickup", "Contact Has Custody", "Is Emergency Contact",
+         "Pickup Authorized", "Custodial", "CourtOrder", "restraining_order", "No-Contact",
+         "Emergency", "Can Pick Up", "STUDENTCONTACTDETAILCOREFIELDS.custody"]
+NOT_FLAGS = ["Emergency Phone", "Emergency Contact Name", "Custodial Parent Email",
+             "Emergency Contact Priority Order", "Emergency Contact ID", "Relationship Type",
+             "Contact Lives With", "Contact Receives Mailings", "Photo Release", "Guardian Name",
+             "Home_Phone", "Enroll_Status"]
+
+
+@pytest.mark.parametrize("header", FLAGS)
+def test_safety_flags_are_recognised(header: str) -> None:
+    assert looks_like_safety_flag(header)
+
+
+@pytest.mark.parametrize("header", NOT_FLAGS)
+def test_contact_details_are_not_safety_flags(header: str) -> None:
+    assert not looks_like_safety_flag(header)
