@@ -29,6 +29,7 @@ from visitor_sync.config import ImportConfig, Limits, Notifications
 from visitor_sync.filetypes import APPLY_ORDER, FILE_TYPES
 from visitor_sync.filetypes.ascender import parse_ascender_birth_date
 from visitor_sync.filetypes.base import FileType, Reference, SyncMode
+from visitor_sync.filetypes.powerschool import parse_enroll_status
 from visitor_sync.oneroster import container as oneroster
 from visitor_sync.oneroster import types as oneroster_types
 from visitor_sync.safety import PICKUP_FIELD
@@ -110,6 +111,8 @@ ERROR_CODES: dict[str, tuple[Kind, str]] = {
     "invalid_value": (Kind.ROW, "a value the row model rejects for a reason with no "
                                 "dedicated code"),
     "invalid_boolean": (Kind.ROW, "not a yes/no value"),
+    "invalid_enroll_status": (Kind.ROW, "a PowerSchool `Enroll_Status` that is not a whole "
+                                        "number"),
     "invalid_date": (Kind.ROW, "not a date in an accepted format, an impossible date, or a "
                                "date of birth in the future"),
     "invalid_grade": (Kind.ROW, "not a grade that maps to a CEDS code"),
@@ -201,6 +204,12 @@ def _value_formats() -> dict[Callable[..., Any], ValueFormat]:
             "is an error on that row only.",
             ("K", "5", "05", "5th", "Grade 5", "Pre-K", "12", "13", "Other", "-1", "EE",
              "KF", "PK3", "PostGraduate"), ("14", "Z", "-3", "0.5")),
+        parse_enroll_status: ValueFormat(
+            "PowerSchool enrollment status", "PowerSchool `Enroll_Status`: `0` is active, "
+            "any other whole number is not",
+            "PowerSchool's codes: `0` enrolled (active); `-1` pre-registered, `1` inactive, "
+            "`2` transferred out, `3` graduated and any other whole number: not active.",
+            ("0", "-1", "2", "3"), ("A", "0.5")),
         values.parse_email: ValueFormat(
             "e-mail", "e-mail address (stored lower-case)",
             "`name@example.org`; stored lower-case, so keys on e-mail ignore case.",
@@ -402,6 +411,11 @@ def fillers_of(reference: Reference) -> list[str]:
 # -- rendering ----------------------------------------------------------------------------
 
 
+def canonical_of(file_type: FileType) -> FileType:
+    """The canonical type a layout feeds (itself for a canonical type)."""
+    return FILE_TYPES[file_type.kind]
+
+
 def _cell(text: str) -> str:
     """A Markdown table cell: pipes escaped (also inside code spans, as GFM requires)."""
     return text.replace("|", "\\|")
@@ -463,6 +477,13 @@ def render_file_type(file_type: FileType) -> str:
                 if file_type.follows_pickup_default else "stores every link as no pickup")
             + "; a column that looks like a pickup, custody or emergency flag but is not "
             "mapped refuses the file (`unmapped_safety_column`)")
+    older = [f"`{alias}` for `{header}`" for header, aliases in file_type.headers.items()
+             for alias in aliases if canonical_of(file_type) is not file_type]
+    if older:
+        lines.append("- **Earlier headers still accepted**: " + ", ".join(older))
+    if file_type.ignored:
+        lines.append("- **Read and not imported** (no warning): "
+                     + ", ".join(f"`{_cell(header)}`" for header in file_type.ignored))
     for note in validator_notes(file_type.row_model):
         lines.append(f"- **Rule**: {note}")
     canonical = FILE_TYPES[file_type.kind]

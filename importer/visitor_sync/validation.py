@@ -67,6 +67,7 @@ def match_header(header: list[str], header_line: int, file_type: FileType,
                  file_name: str) -> tuple[ColumnMap, list[Issue]]:
     """Map the file's header onto the type's fields (with warnings), or reject the file."""
     lookup = file_type.header_lookup()
+    ignored = file_type.ignored_headers()
     fields: list[str | None] = []
     written: dict[str, str] = {}
     warnings: list[Issue] = []
@@ -78,7 +79,7 @@ def match_header(header: list[str], header_line: int, file_type: FileType,
             if looks_like_safety_flag(name):
                 problems.append(("unmapped_safety_column",
                                  unmapped_safety_reason(name, file_type), header_line, name))
-            elif name:
+            elif name and normalise_header(name) not in ignored:
                 warnings.append(Issue.warning(
                     file_name, "unknown_column", f"column {quote_value(name)} is not part of "
                     f"the {file_type.name} format and is ignored", line=header_line,
@@ -105,8 +106,11 @@ def match_header(header: list[str], header_line: int, file_type: FileType,
 def csv_member(table: CsvTable, file_type: FileType, file_name: str, size: int) -> Member:
     """A CSV file as one member: header matched, rows as records."""
     columns, warnings = match_header(table.header, table.header_line, file_type, file_name)
-    return Member(file_type, file_name, columns, _csv_records(table, columns, file_name),
-                  warnings, lambda: table.bytes_read, size)
+    records: Iterable[Record] = _csv_records(table, columns, file_name)
+    if file_type.regroup is not None:
+        records = file_type.regroup(records, file_name)
+    return Member(file_type, file_name, columns, records, warnings, lambda: table.bytes_read,
+                  size)
 
 
 def _csv_records(table: CsvTable, columns: ColumnMap, file_name: str) -> Iterator[Record]:

@@ -9,7 +9,7 @@ from visitor_sync.filetypes.base import Container, FileType
 from visitor_sync.filetypes.bus_schedule import BUS_SCHEDULE
 from visitor_sync.filetypes.court_orders import COURT_ORDERS
 from visitor_sync.filetypes.employees import EMPLOYEES
-from visitor_sync.filetypes.powerschool import POWERSCHOOL_VISITORS
+from visitor_sync.filetypes.powerschool import POWERSCHOOL_STUDENTS, POWERSCHOOL_VISITORS
 from visitor_sync.filetypes.students import STUDENTS
 from visitor_sync.filetypes.users import USERS
 from visitor_sync.filetypes.visitors import VISITORS
@@ -17,7 +17,7 @@ from visitor_sync.filetypes.volunteers import VOLUNTEERS
 
 FILE_TYPES: dict[str, FileType] = {file_type.name: file_type for file_type in (
     STUDENTS, VISITORS, EMPLOYEES, USERS, VOLUNTEERS, COURT_ORDERS, BUS_SCHEDULE,
-    ASCENDER_STUDENTS, ASCENDER_VISITORS, POWERSCHOOL_VISITORS)}
+    ASCENDER_STUDENTS, ASCENDER_VISITORS, POWERSCHOOL_STUDENTS, POWERSCHOOL_VISITORS)}
 
 _BY_FILE_NAME = {name: file_type for file_type in FILE_TYPES.values()
                  for name in file_type.file_names}
