@@ -36,15 +36,17 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "formats.md"
 #: FORMATS.md "Vendor layouts": layout | vendor header | the canonical header it becomes
 #: ("-": only the input of a conversion) | required (as the canonical column is)
 CONTRACT_TABLE = """
-students_ascender    | Stu ID             | Student ID        | yes
-students_ascender    | Last Name          | Last Name         | yes
-students_ascender    | First Name         | First Name        | yes
-students_ascender    | Middle Name        | Middle Name       | no
-students_ascender    | DOB                | Date of Birth     | yes
-students_ascender    | Grd Lvl            | Grade             | yes
-students_ascender    | Campus ID          | School ID         | yes
-students_ascender    | Campus Name        | School Name       | no
-students_ascender    | Sex                | Gender            | no
+students_ascender    | Student ID          | Student ID        | yes
+students_ascender    | Student Last Name   | Last Name         | yes
+students_ascender    | Student First Name  | First Name        | yes
+students_ascender    | Student Middle Name | Middle Name       | no
+students_ascender    | Campus ID           | School ID         | yes
+students_ascender    | Grade               | Grade             | yes
+students_ascender    | Home Room           | Homeroom          | no
+students_ascender    | Date of Birth       | Date of Birth     | yes
+students_ascender    | Email Address       | Email             | no
+students_ascender    | Campus Name         | School Name       | no
+students_ascender    | Sex                 | Gender            | no
 visitors_ascender    | Stu ID             | Student ID        | no
 visitors_ascender    | Contact ID         | Visitor ID        | yes
 visitors_ascender    | Contact Last Name  | Last Name         | yes
@@ -157,18 +159,30 @@ def visitors_expected(table: str) -> list[Expected]:
              sorted(links, key=lambda record: record[:2]))]
 
 
-# Ascender: Austin-style campus numbers (leading zeros), MMDDYYYY birth dates.
+
+
+def ascender_student(student: str, last: str, first: str, middle: str, born: str, grade: str,
+                     campus: str, campus_name: str, sex: str) -> tuple[str, ...]:
+    """A row of Ascender's Cafeteria Export layout (plus the earlier Campus Name, Sex)."""
+    return (student, last, first, middle, campus, grade, "", born, "", campus_name, sex)
+
+
+# Ascender: Austin-style campus numbers (leading zeros), YYYYMMDD birth dates, EE grades.
 ASCENDER_STUDENT_ROWS = [
-    ("104233", "Garza", "Sofia", "Isabel", "01052020", "KG", "001", "Travis Elementary", "F"),
-    ("104871", "Garza", "Mateo", "", "01052015", "05", "001", "Travis Elementary", "M"),
-    ("098112", "Okafor", "Chidi", "Emeka", "02292008", "12", "041", "Lanier High School", "M"),
-    ("110560", "Brown", "Ava", "", "07042021", "PK", "002", "Pease Early Childhood", "F"),
+    ascender_student("104233", "Garza", "Sofia", "Isabel", "20200105", "KG", "001",
+                     "Travis Elementary", "F"),
+    ascender_student("104871", "Garza", "Mateo", "", "20150105", "05", "001",
+                     "Travis Elementary", "M"),
+    ascender_student("098112", "Okafor", "Chidi", "Emeka", "20080229", "12", "041",
+                     "Lanier High School", "M"),
+    ascender_student("110560", "Brown", "Ava", "", "20210704", "EE", "002",
+                     "Pease Early Childhood", "F"),
 ]
 ASCENDER_STUDENTS = [
     ("098112", "Chidi", "Okafor", "Emeka", date(2008, 2, 29), "12", "041", "M", True),
     ("104233", "Sofia", "Garza", "Isabel", date(2020, 1, 5), "KG", "001", "F", True),
     ("104871", "Mateo", "Garza", None, date(2015, 1, 5), "05", "001", "M", True),
-    ("110560", "Ava", "Brown", None, date(2021, 7, 4), "PK", "002", "F", True),
+    ("110560", "Ava", "Brown", None, date(2021, 7, 4), "PR", "002", "F", True),
 ]
 ASCENDER_SCHOOLS = [("001", "Travis Elementary", True), ("002", "Pease Early Childhood", True),
                     ("041", "Lanier High School", True)]
@@ -313,9 +327,10 @@ LAYOUTS = {layout.name: layout for layout in (
            [("students", (*STUDENT_COLUMNS, "active"), ASCENDER_STUDENTS),
             ("schools", SCHOOL_COLUMNS, ASCENDER_SCHOOLS)],
            ("students.csv", *canonical_students(ASCENDER_STUDENTS, ASCENDER_SCHOOLS)),
-           (("students", ("Stu ID",)),),
-           ("120004", "Lee", "Jun", "", "03152016", "04", "001", "Travis Elementary", "M"),
-           {"First Name": "Sophia"}),
+           (("students", ("Student ID",)),),
+           ascender_student("120004", "Lee", "Jun", "", "20160315", "04", "001",
+                            "Travis Elementary", "M"),
+           {"Student First Name": "Sophia"}),
     Layout("visitors_ascender", ASCENDER_VISITOR_ROWS,
            visitors_expected(ASCENDER_VISITORS), canonical_visitors(ASCENDER_VISITORS),
            VISITOR_FILLS["visitors_ascender"],
@@ -455,7 +470,7 @@ def test_custody_is_stored_and_never_grants_pickup(db_url: str, tmp_path: Path) 
 
 # -- conversion errors --------------------------------------------------------------------
 
-TOMORROW = (date.today() + timedelta(days=1)).strftime("%m%d%Y")
+TOMORROW = (date.today() + timedelta(days=1)).strftime("%Y%m%d")
 
 
 def row_error(name: str, column: str, value: str | None, code: str) -> Any:
@@ -464,13 +479,14 @@ def row_error(name: str, column: str, value: str | None, code: str) -> Any:
 
 
 ROW_ERRORS = [
-    row_error("students_ascender", "DOB", "13452015", "invalid_date"),
-    row_error("students_ascender", "DOB", "2015-13-01", "invalid_date"),
-    row_error("students_ascender", "DOB", TOMORROW, "invalid_date"),
-    row_error("students_ascender", "DOB", "20150105", "invalid_date"),  # never YYYYMMDD
-    row_error("students_ascender", "Grd Lvl", "Z", "invalid_grade"),
-    row_error("students_ascender", "Stu ID", "", "missing_value"),
-    row_error("students_ascender", "Stu ID", None, "duplicate_key"),
+    row_error("students_ascender", "Date of Birth", "20151345", "invalid_date"),
+    row_error("students_ascender", "Date of Birth", "2015-13-01", "invalid_date"),
+    row_error("students_ascender", "Date of Birth", TOMORROW, "invalid_date"),
+    # the earlier, invented MMDDYYYY is never guessed
+    row_error("students_ascender", "Date of Birth", "01052015", "invalid_date"),
+    row_error("students_ascender", "Grade", "Z", "invalid_grade"),
+    row_error("students_ascender", "Student ID", "", "missing_value"),
+    row_error("students_ascender", "Student ID", None, "duplicate_key"),
     row_error("visitors_ascender", "Pickup Auth", "maybe", "invalid_boolean"),
     row_error("visitors_ascender", "Stu ID", "999999", "unknown_student"),
     row_error("visitors_ascender", "Contact ID", None, "duplicate_key"),
@@ -555,6 +571,21 @@ def test_earlier_powerschool_headers_still_match(db_url: str, inbox: Path) -> No
                           "has_custody") == [(f"31001{KEY_SEPARATOR}20230145", True, True)]
 
 
+def test_earlier_ascender_headers_still_match(db_url: str, inbox: Path) -> None:
+    """The headers students_ascender.csv had before issue 11 stay accepted; its dates
+    are now Ascender's YYYYMMDD."""
+    write(inbox, "students_ascender.csv",
+          ("Stu ID", "Last Name", "First Name", "Middle Name", "DOB", "Grd Lvl", "Campus ID",
+           "Campus Name", "Sex"),
+          [("104233", "Garza", "Sofia", "Isabel", "20200105", "KG", "001", "Travis Elementary",
+            "F")])
+    with database(db_url) as engine:
+        summary = run_import(engine, inbox)
+        assert brief(issues(engine, summary)) == []
+        assert table_rows(engine, "students", *STUDENT_COLUMNS, "active") == [
+            ASCENDER_STUDENTS[1]]
+
+
 MISSING = [pytest.param(name, header, id=f"{name}-{header}")
            for name, mapping in CONTRACT.items() for header, _, required in mapping
            if required == "yes"]
@@ -598,7 +629,7 @@ def test_layout_of_an_accepted_kind_is_accepted(db_url: str, inbox: Path) -> Non
 # -- one file per kind ----------------------------------------------------------------------
 
 #: Which column holds a file's primary record key.
-PRIMARY_KEY = {"students.csv": "Student ID", "students_ascender.csv": "Stu ID",
+PRIMARY_KEY = {"students.csv": "Student ID", "students_ascender.csv": "Student ID",
                "visitors.csv": "Visitor ID", "visitors_ascender.csv": "Contact ID",
                "visitors_powerschool.csv": "Contact ID",
                "students_powerschool.csv": "Student_Number"}
@@ -662,14 +693,15 @@ def test_validate_reports_a_directory_of_vendor_files(tmp_path: Path) -> None:
                               {**visitors.row(2), "Stu ID": "120002"},
                               {**visitors.row(3), "Contact ID": "C7731", "Pickup Auth": "maybe"}])
     students.write(tmp_path, [*map(students.row, range(len(students.rows))),
-                              {**students.row(0), "Stu ID": "120001", "DOB": "13452015"},
-                              {**students.row(0), "Stu ID": "120002", "Grd Lvl": "Z"}])
+                              {**students.row(0), "Student ID": "120001",
+                               "Date of Birth": "20151345"},
+                              {**students.row(0), "Student ID": "120002", "Grade": "Z"}])
     write(tmp_path, "visitors_powerschool.csv", *FILES["visitors_powerschool.csv"])
     status, report, _ = validate(sorted(tmp_path.iterdir()))
     assert status == 1
     assert sorted(report, key=str) == [
-        ("students_ascender.csv", 6, "DOB", "invalid_date", "error"),
-        ("students_ascender.csv", 7, "Grd Lvl", "invalid_grade", "error"),
+        ("students_ascender.csv", 6, "Date of Birth", "invalid_date", "error"),
+        ("students_ascender.csv", 7, "Grade", "invalid_grade", "error"),
         ("visitors_ascender.csv", 7, "Stu ID", "unknown_student", "error"),
         ("visitors_ascender.csv", 8, "Pickup Auth", "invalid_boolean", "error"),
         ("visitors_powerschool.csv", None, None, "duplicate_source", "error"),

@@ -27,7 +27,6 @@ from pydantic_core import PydanticCustomError, PydanticUndefined
 from visitor_sync import grades, values
 from visitor_sync.config import ImportConfig, Limits, Notifications
 from visitor_sync.filetypes import APPLY_ORDER, FILE_TYPES
-from visitor_sync.filetypes.ascender import parse_ascender_birth_date
 from visitor_sync.filetypes.base import FileType, Reference, SyncMode
 from visitor_sync.filetypes.powerschool import parse_enroll_status
 from visitor_sync.oneroster import container as oneroster
@@ -190,12 +189,6 @@ def _value_formats() -> dict[Callable[..., Any], ValueFormat]:
         values.parse_birth_date: ValueFormat(
             "date of birth", f"date ({dates}), not in the future",
             "A date as above that is not after today.", date_examples, ("9999-12-31",)),
-        parse_ascender_birth_date: ValueFormat(
-            "Ascender date of birth", "date of birth as MMDDYYYY (or YYYY-MM-DD, MM/DD/YYYY, "
-            "M/D/YYYY), not in the future",
-            "Ascender's eight-digit month-day-year form; eight digits are never read as "
-            "YYYYMMDD.",
-            ("01052015", "1/5/2015"), ("20150105",)),
         grades.parse_grade: ValueFormat(
             "grade", f"grade, stored as a CEDS code ({_grade_codes()})",
             f"Stored as a CEDS code: {_grade_codes('`')}. Numbers "
