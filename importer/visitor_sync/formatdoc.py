@@ -127,6 +127,9 @@ ERROR_CODES: dict[str, tuple[Kind, str]] = {
     "unknown_student": (Kind.ROW, "Student ID does not name an active student of the "
                                   "district"),
     "unknown_school": (Kind.ROW, "School ID does not name a school of the district"),
+    "unused_file": (Kind.WARNING, "a file of Clever's format this import does not use "
+                                  "(`sections.csv`, `enrollments.csv`, `staff.csv`, "
+                                  "`admins.csv`): reported as ignored and removed"),
     "unknown_column": (Kind.WARNING, "a header cell matches no column or alias of the type; "
                                      "the column is ignored"),
     "encoding_fallback": (Kind.WARNING, "the file is not valid UTF-8 and was read as "
@@ -236,6 +239,10 @@ VALUE_FORMATS: dict[Callable[..., Any], ValueFormat] = _value_formats()
 VALIDATOR_NOTES: dict[str, str] = {
     "UserRow._schools_unless_administrator":
         "School IDs is required unless Role is `administrator` (`missing_value`).",
+    "CleverStudentRow._contact_needs_an_id":
+        "A contact needs both Contact_sis_id and Contact_name (`missing_value` otherwise: a "
+        "contact without its id is never guessed); Contact_type `Emergency` marks an "
+        "emergency contact.",
     "CourtOrderRow._expired_orders_are_inactive":
         "An order whose Expiry Date is in the past is stored inactive.",
 }
@@ -409,6 +416,15 @@ def canonical_of(file_type: FileType) -> FileType:
     return FILE_TYPES[file_type.kind]
 
 
+def _filled_column(file_type: FileType, row_field: str) -> str:
+    """Where a vendor field the canonical file lacks goes: ``table.column`` it fills
+    (Clever's contacts), else it is only the input of a conversion."""
+    filled = [f"`{target.name}.{column}`" for target in file_type.targets
+              for column, source in target.fields(file_type.row_fields).items()
+              if source == row_field]
+    return ", ".join(filled) if filled else "- (conversion input)"
+
+
 def _cell(text: str) -> str:
     """A Markdown table cell: pipes escaped (also inside code spans, as GFM requires)."""
     return text.replace("|", "\\|")
@@ -462,14 +478,17 @@ def render_file_type(file_type: FileType) -> str:
     if any(file_type.field_of(header) == "active" for header in file_type.headers):
         lines.append("- **Active** = 0 deactivates the record as absence from the file does")
     if PICKUP_FIELD in file_type.row_fields:
-        header = file_type.header_of(PICKUP_FIELD)
-        lines.append(
-            f"- **Pickup** fails closed: an empty {header} cell means no pickup; a file "
-            f"without a {header} column " + (
-                "takes the district's `pickup_default` (`allow` unless set)"
-                if file_type.follows_pickup_default else "stores every link as no pickup")
-            + "; a column that looks like a pickup, custody or emergency flag but is not "
-            "mapped refuses the file (`unmapped_safety_column`)")
+        without = ("takes the district's `pickup_default` (`allow` unless set)"
+                   if file_type.follows_pickup_default else "is stored as no pickup")
+        if any(file_type.field_of(header) == PICKUP_FIELD for header in file_type.headers):
+            header = file_type.header_of(PICKUP_FIELD)
+            rule = (f"an empty {header} cell means no pickup; from a file without a {header} "
+                    f"column, every link {without}")
+        else:
+            rule = f"this format has no pickup column: every link {without}"
+        lines.append(f"- **Pickup** fails closed: {rule}; a column that looks like a pickup, "
+                     "custody or emergency flag but is not mapped refuses the file "
+                     "(`unmapped_safety_column`)")
     older = [f"`{alias}` for `{header}`" for header, aliases in file_type.headers.items()
              for alias in aliases if canonical_of(file_type) is not file_type]
     if older:
@@ -491,7 +510,7 @@ def render_file_type(file_type: FileType) -> str:
                   if canonical is file_type else
                   f"`{canonical.header_of(file_type.field_of(column.header))}`"
                   if file_type.field_of(column.header) in canonical.row_fields
-                  else "- (conversion input)")
+                  else _filled_column(file_type, file_type.field_of(column.header)))
         lines.append("| " + " | ".join(_cell(text) for text in (
             f"`{column.header}`", "yes" if column.required else "no", second, column.value,
             column.default or "-", _codes(column.codes) or "-")) + " |")

@@ -33,7 +33,7 @@ from visitor_sync.db.schema import (
     ImportRun,
     SyncedRecord,
 )
-from visitor_sync.filetypes import format_named
+from visitor_sync.filetypes import by_header, format_named, provided_kinds
 from visitor_sync.filetypes.base import FileType
 from visitor_sync.issuelog import IssueLog
 from visitor_sync.issues import FileRejected, Issue
@@ -91,6 +91,9 @@ class Importer:
         self._file_started = 0.0
         #: the types of the tables this run applies
         self._present: set[FileType] = set()
+        #: kinds an earlier file of the run already provided besides its own (Clever's
+        #: students.csv provides visitors), with that file's name
+        self._provided: dict[str, str] = {}
 
     @classmethod
     def for_validation(cls, scratch: Engine, inbox: Inbox, config: ImportConfig,
@@ -214,6 +217,11 @@ class Importer:
 
     def _process(self, item: Work) -> list[FileOutcome]:
         self._file_started = time.perf_counter()
+        if item.ignored:
+            outcome = self._record_ignored(item)
+            if not self.validate_only:
+                self._dispose(item, outcome.status)
+            return [outcome]
         try:
             with item.fetch() as path:
                 outcomes = self._outcomes(item, path)
@@ -264,12 +272,19 @@ class Importer:
         facts = inspect_file(path, self.config.limits)
         with (CsvTable(path, facts.encoding, self.config.limits) as table,
               self.engine.begin() as connection):
-            member = csv_member(table, file_type, item.name, facts.size)
+            layout = by_header(file_type, table.header)
+            if (earlier := self._provided.get(layout.kind)) is not None:
+                raise FileRejected(
+                    "duplicate_source", f"{earlier!r} in the same run already provides the "
+                    f"{layout.kind}; send one file per type")
+            member = csv_member(table, layout, item.name, facts.size)
             if facts.fell_back_to_cp1252:
                 member.warnings.append(Issue.warning(
                     item.name, "encoding_fallback", "the file is not valid UTF-8 and was "
                     "read as Windows-1252; export it as UTF-8"))
-            return self._apply(connection, item, [member], facts)
+            outcomes = self._apply(connection, item, [member], facts)
+            self._provided.update(dict.fromkeys(provided_kinds(layout), item.name))
+            return outcomes
 
     def _apply(self, connection: Connection, item: Work, members: list[Member],
                facts: FileFacts) -> list[FileOutcome]:
@@ -371,6 +386,22 @@ class Importer:
             self._finish_file_result(connection, result_id, outcome)
             if status is FileStatus.REJECTED:
                 self._resolve_held(connection, item, "rejected")
+        return outcome
+
+    def _record_ignored(self, item: Work) -> FileOutcome:
+        """Record a known file this product does not use, with a warning saying so."""
+        warning = Issue.warning(
+            item.name, "unused_file", f"{item.name!r} is a Clever file this import does not "
+            "use (it reads Clever's students.csv, schools.csv and teachers.csv); it was "
+            "ignored and removed")
+        outcome = FileOutcome(file=item.name, status=FileStatus.IGNORED, warnings=1,
+                              issues=[warning])
+        with self.engine.begin() as connection:
+            result_id = self._file_result(connection, item.name, None)
+            log = IssueLog(connection, result_id)
+            log.add(warning)
+            log.flush()
+            self._finish_file_result(connection, result_id, outcome)
         return outcome
 
     def _file_result(self, connection: Connection, file_name: str, file_type: str | None,

@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import Row
 
-from visitor_sync.filetypes import APPLY_ORDER, file_type_for
+from visitor_sync.filetypes import APPLY_ORDER, IGNORED_FILE_NAMES, file_type_for
 from visitor_sync.filetypes.base import Container, FileType
 from visitor_sync.issues import FileRejected
 from visitor_sync.sources import Inbox, SourceFile
@@ -33,6 +33,8 @@ class Work:
     held: Row[Any] | None = None
     rejection: FileRejected | None = None
     superseded: list[int] = field(default_factory=list)
+    #: a file of a known format we do not use: reported as ignored, then removed
+    ignored: bool = False
 
 
 def classify(files: list[SourceFile], inbox: Inbox,
@@ -44,7 +46,9 @@ def classify(files: list[SourceFile], inbox: Inbox,
         item = Work(file.name, file_type_for(file.name),
                     lambda file=file: inbox.fetch(file), source_file=file)
         work.append(item)
-        if item.file_type is None:
+        if item.file_type is None and file.name.lower() in IGNORED_FILE_NAMES:
+            item.ignored = True
+        elif item.file_type is None:
             item.rejection = FileRejected(
                 "unrecognised_file",
                 f"{file.name!r} is not a known import file name; see the list of "

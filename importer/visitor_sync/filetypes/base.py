@@ -126,13 +126,18 @@ class FileType:
     #: turns the file's rows into one row per record (a vendor spreading a contact over
     #: several rows); ``None``: each row is one record
     regroup: Callable[[Iterable[Record], str], Iterable[Record]] | None = None
+    #: for a layout sharing another type's file name (Clever's students.csv): whether a
+    #: header is this layout's; such a layout is chosen by header, never by name alone
+    recognised_by: Callable[[list[str]], bool] | None = None
 
     def __post_init__(self) -> None:
         if not self.kind:
             object.__setattr__(self, "kind", self.name)
-        # A canonical type documents every field; a vendor layout at least the required ones.
+        # A canonical type documents every field; a vendor's headers (a layout, or a
+        # vendor's own file such as Clever's schools.csv) at least the required ones.
         fields = {name for name, info in self.row_model.model_fields.items()
-                  if self.kind == self.name or info.is_required()}
+                  if (self.kind == self.name and not self.header_fields)
+                  or info.is_required()}
         missing = fields - {self.field_of(header) for header in self.headers}
         if missing:
             raise TypeError(f"{self.name}: fields without a header: {sorted(missing)}")
@@ -217,14 +222,14 @@ def vendor_layout(canonical: FileType, name: str, file_name: str, row_model: typ
                   ignored: tuple[str, ...] = (),
                   regroup: Callable[[Iterable[Record], str], Iterable[Record]] | None = None,
                   follows_pickup_default: bool = True,
-                  file_names: tuple[str, ...] = ()) -> FileType:
+                  recognised_by: Callable[[list[str]], bool] | None = None) -> FileType:
     """A vendor's export of a canonical type: its headers (vendor header -> row field) with
     older spellings as ``aliases``, its own row model for value conversions, the vendor
     columns it reads and does not import, and everything else canonical."""
     return FileType(
-        name=name, kind=canonical.kind, file_names=(file_name, *file_names),
-        row_model=row_model,
+        name=name, kind=canonical.kind, file_names=(file_name,), row_model=row_model,
         headers={vendor: (aliases or {}).get(vendor, ()) for vendor in columns},
         header_fields=dict(columns), key=canonical.key, targets=canonical.targets,
         references=canonical.references, after=canonical.after, description=description,
-        ignored=ignored, regroup=regroup, follows_pickup_default=follows_pickup_default)
+        ignored=ignored, regroup=regroup, follows_pickup_default=follows_pickup_default,
+        recognised_by=recognised_by)
