@@ -538,7 +538,7 @@ def _render_grades() -> Iterator[str]:
            "`.` and `/`; numbers exactly (`-1` is not `1`). `1` to `13` (also `05`, `5th`, "
            "`Grade 5`) are stored zero-padded. A grade in none of these lists is "
            "`invalid_grade` on that row only; the file's other rows are applied.\n")
-    yield "| stored | meaning | also accepted | sent by |"
+    yield "| stored | meaning | also accepted | who sends them, notes |"
     yield "|---|---|---|---|"
     for grade in grades.CEDS_CODES:
         accepted = ", ".join(f"`{spelling}`" for spelling in (*grade.numbers, *grade.words))

@@ -1,8 +1,8 @@
 """The grade vocabulary: every grade code real exports send, mapped onto one CEDS code.
 
 Student information systems each have their own grade codes (PowerSchool sends
-``-2``, ``-1`` and ``0`` for its pre-K and kindergarten levels, Texas systems ``EE``,
-Aspen ``KF``/``KA``/``KP`` for full- and half-day kindergarten, OneRoster 1.2
+``-2``, ``-1`` and ``0`` for its pre-K and kindergarten levels, Ascender ``EE``;
+others send ``KF``/``KA``/``KP`` for full- and half-day kindergarten, ``PK3``/``PK4``,
 ``PostGraduate``...). We store the CEDS code (the vocabulary OneRoster also uses), so a
 student's grade means the same whatever system sent it. A value that is in none of
 the lists below is an ``invalid_grade`` error on that row: a grade is never guessed.
@@ -33,28 +33,26 @@ class GradeCode:
     words: tuple[str, ...] = ()
     #: spellings compared exactly (after trimming): numbers, where ``-1`` is not ``1``
     numbers: tuple[str, ...] = ()
-    #: which systems send the non-CEDS spellings
+    #: which systems send the non-CEDS spellings, where a public source says so
     sent_by: str = ""
 
 
 CEDS_CODES: tuple[GradeCode, ...] = (
     GradeCode("IT", "infant/toddler", ("Infant", "Infant Toddler")),
     GradeCode("PR", "preschool / early education", ("Preschool", "EE", "Early Education"),
-              sent_by="`EE`: Texas systems (Ascender, Skyward TX) for early education"),
+              sent_by="`EE`: Ascender (its published interface layouts: EE, PK, KG, 01-12)"),
     GradeCode("PK", "pre-kindergarten",
               ("Pre-K", "PreK", "Pre-Kindergarten", "P", "PK3", "PK4", "P3", "P4"),
               ("-1", "-2"),
-              sent_by="`-1`, `-2`: PowerSchool's pre-K levels; `PK3`, `PK4`: Infinite Campus, "
-                      "Aspen, Synergy (3- and 4-year-old pre-K)"),
-    GradeCode("TK", "transitional kindergarten", ("Transitional Kindergarten",),
-              sent_by="California systems"),
+              sent_by="`-1`, `-2`: PowerSchool's pre-K levels; `PK3`, `PK4`: pre-K for 3- and "
+                      "4-year-olds"),
+    GradeCode("TK", "transitional kindergarten", ("Transitional Kindergarten",)),
     GradeCode("KG", "kindergarten", ("K", "Kindergarten", "Kinder", "KF", "KA", "KP"),
               ("0", "00"),
-              sent_by="`0`: PowerSchool; `KF`, `KA`, `KP`: Aspen (full day, AM, PM "
-                      "half day)"),
+              sent_by="`0`: PowerSchool; `KF`, `KA`, `KP`: full-day, AM and PM half-day "
+                      "kindergarten"),
     GradeCode("13", "grade 13"),
-    GradeCode("PS", "postsecondary", ("Postsecondary", "PostGraduate", "PG"),
-              sent_by="`PostGraduate`: OneRoster 1.2's vocabulary"),
+    GradeCode("PS", "postsecondary", ("Postsecondary", "PostGraduate", "PG")),
     GradeCode("UG", "ungraded", ("Ungraded",)),
     GradeCode("Other", "other", ()),
 )
