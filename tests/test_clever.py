@@ -13,24 +13,24 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
 
-from tests.support.runs import database, issues, make_inbox, outcome, run_import, table_rows, write
-from visitor_sync.db.schema import KEY_SEPARATOR
-from visitor_sync.summary import ImportSummary
+from tests.support.runs import (
+    database,
+    link_key,
+    located,
+    make_inbox,
+    outcome,
+    run_import,
+    table_rows,
+    write,
+)
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "clever-structure"
 STUDENTS_HEADER = (FIXTURES / "students.csv").read_text().splitlines()[0].split(",")
 
 
-def brief(engine: Engine, summary: ImportSummary) -> list[tuple[str, int | None, str | None,
-                                                               str]]:
-    return [(issue.file, issue.line, issue.column, issue.code)
-            for issue in issues(engine, summary)]
 
 
-def link(visitor: str, student: str) -> str:
-    return f"{visitor}{KEY_SEPARATOR}{student}"
 
 
 def clever_students(*rows: dict[str, str]) -> list[list[str]]:
@@ -58,7 +58,7 @@ def test_a_clever_upload_stores_students_contacts_schools_and_teachers(
             ("enrollments.csv", None, "ignored"), ("schools.csv", "schools_clever", "applied"),
             ("sections.csv", None, "ignored"), ("students.csv", "students_clever", "applied"),
             ("teachers.csv", "employees_clever", "applied")]
-        assert brief(engine, summary) == [("enrollments.csv", None, None, "unused_file"),
+        assert located(engine, summary) == [("enrollments.csv", None, None, "unused_file"),
                                           ("sections.csv", None, None, "unused_file")]
         assert table_rows(engine, "students", "student_id", "first_name", "middle_name",
                           "grade", "school_id", "date_of_birth", "email", "active") == [
@@ -79,9 +79,9 @@ def test_a_clever_upload_stores_students_contacts_schools_and_teachers(
         # Clever never states pickup: off whatever the district's pickup_default
         assert table_rows(engine, "visitor_student_links", "record_key", "relationship",
                           "can_pickup", "emergency_contact", "active") == [
-            (link("P-9001", "S-5001"), "Parent", False, False, True),
-            (link("P-9001", "S-5002"), "Parent", False, False, True),
-            (link("P-9003", "S-5001"), "Grandparent", False, True, True)]
+            (link_key("P-9001", "S-5001"), "Parent", False, False, True),
+            (link_key("P-9001", "S-5002"), "Parent", False, False, True),
+            (link_key("P-9003", "S-5001"), "Grandparent", False, True, True)]
     assert list(inbox.iterdir()) == []
 
 
@@ -92,7 +92,7 @@ def test_our_own_students_csv_is_not_taken_for_clevers(db_url: str, inbox: Path)
           [("S1", "001", "Ana", "Lopez", "K", "2015-03-04")])
     with database(db_url) as engine:
         summary = run_import(engine, inbox)
-        assert (outcome(summary, "students.csv").type, brief(engine, summary)) == (
+        assert (outcome(summary, "students.csv").type, located(engine, summary)) == (
             "students", [])
 
 
@@ -106,9 +106,9 @@ def test_a_visitors_file_beside_a_clever_students_file_is_refused(db_url: str,
     with database(db_url) as engine:
         summary = run_import(engine, inbox)
         assert outcome(summary, "visitors.csv").status == "rejected"
-        assert brief(engine, summary) == [("visitors.csv", None, None, "duplicate_source")]
+        assert located(engine, summary) == [("visitors.csv", None, None, "duplicate_source")]
         assert table_rows(engine, "visitor_student_links", "record_key", "can_pickup") == [
-            (link("P-9001", "S-5001"), False)]
+            (link_key("P-9001", "S-5001"), False)]
 
 
 def test_contacts_without_an_id_and_disagreeing_rows_are_reported(db_url: str,
@@ -120,12 +120,12 @@ def test_contacts_without_an_id_and_disagreeing_rows_are_reported(db_url: str,
          "Contact_name": "Ines Ruiz", "Contact_type": "Emergency"}))
     with database(db_url) as engine:
         summary = run_import(engine, inbox)
-        assert brief(engine, summary) == [("students.csv", 3, None, "missing_value"),
+        assert located(engine, summary) == [("students.csv", 3, None, "missing_value"),
                                           ("students.csv", 4, None, "conflicting_values")]
         assert table_rows(engine, "students", "student_id", "grade") == [("S-5001", "PK")]
         assert table_rows(engine, "visitor_student_links", "record_key",
-                          "emergency_contact") == [(link("P-9001", "S-5001"), False),
-                                                   (link("P-9003", "S-5001"), True)]
+                          "emergency_contact") == [(link_key("P-9001", "S-5001"), False),
+                                                   (link_key("P-9003", "S-5001"), True)]
 
 
 def test_a_teacher_whose_rows_disagree_is_a_row_error(db_url: str, inbox: Path) -> None:
@@ -137,6 +137,6 @@ def test_a_teacher_whose_rows_disagree_is_a_row_error(db_url: str, inbox: Path) 
          "", "")])
     with database(db_url) as engine:
         summary = run_import(engine, inbox)
-        assert brief(engine, summary) == [("teachers.csv", 3, "Teacher_id", "duplicate_key")]
+        assert located(engine, summary) == [("teachers.csv", 3, "Teacher_id", "duplicate_key")]
         assert table_rows(engine, "employees", "employee_id", "school_ids") == [
             ("T-301", "1001")]

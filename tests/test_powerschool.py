@@ -12,11 +12,17 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
 
-from tests.support.runs import database, issues, make_inbox, outcome, run_import, table_rows, write
-from visitor_sync.db.schema import KEY_SEPARATOR
-from visitor_sync.summary import ImportSummary
+from tests.support.runs import (
+    database,
+    link_key,
+    located,
+    make_inbox,
+    outcome,
+    run_import,
+    table_rows,
+    write,
+)
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 PUBLISHED = FIXTURES / "fsenrollment-pssync"
@@ -24,14 +30,8 @@ OURS = FIXTURES / "powerschool-structure"
 CONTACTS_HEADER = (PUBLISHED / "parents_example.csv").read_text().splitlines()[0].split(",")
 
 
-def brief(engine: Engine, summary: ImportSummary) -> list[tuple[str, int | None, str | None,
-                                                               str]]:
-    return [(issue.file, issue.line, issue.column, issue.code)
-            for issue in issues(engine, summary)]
 
 
-def link(visitor: str, student: str) -> str:
-    return f"{visitor}{KEY_SEPARATOR}{student}"
 
 
 @pytest.fixture
@@ -46,7 +46,7 @@ def test_published_examples_import_exactly(db_url: str, inbox: Path) -> None:
     shutil.copyfile(PUBLISHED / "parents_example.csv", inbox / "visitors_powerschool.csv")
     with database(db_url) as engine:
         summary = run_import(engine, inbox)
-        assert brief(engine, summary) == []
+        assert located(engine, summary) == []
         students = outcome(summary, "students_powerschool.csv")
         contacts = outcome(summary, "visitors_powerschool.csv")
         assert (students.status, students.created) == ("applied", 19)
@@ -72,12 +72,12 @@ def test_published_examples_import_exactly(db_url: str, inbox: Path) -> None:
             engine, "visitor_student_links", "record_key", "relationship", "can_pickup",
             "has_custody", "emergency_contact", "active")}
         assert len(links) == 32
-        assert links[link(vaughn, "324403")] == ("Father", True, True, True, True)
+        assert links[link_key(vaughn, "324403")] == ("Father", True, True, True, True)
         # Quinn Ramsey's relationships: line 18 after her own row, lines 20 and 22 after
         # other contacts' rows
         ramsey = "d39a819e-e5a3-11ec-b1e3-025d0f476dca"
         assert {key for key in links if key.startswith(ramsey)} == {
-            link(ramsey, "396301"), link(ramsey, "396302"), link(ramsey, "396303")}
+            link_key(ramsey, "396301"), link_key(ramsey, "396302"), link_key(ramsey, "396303")}
 
 
 def test_our_exports_store_every_flag_as_stated(db_url: str, inbox: Path) -> None:
@@ -88,7 +88,7 @@ def test_our_exports_store_every_flag_as_stated(db_url: str, inbox: Path) -> Non
         shutil.copyfile(OURS / name, inbox / name)
     with database(db_url) as engine:
         summary = run_import(engine, inbox)
-        assert brief(engine, summary) == []
+        assert located(engine, summary) == []
         assert table_rows(engine, "students", "student_id", "grade", "school_id", "active") == [
             ("700101", "KG", "100", True), ("700102", "PK", "100", True),
             ("700103", "PK", "100", False), ("700104", "12", "300", False),
@@ -102,10 +102,10 @@ def test_our_exports_store_every_flag_as_stated(db_url: str, inbox: Path) -> Non
             (paz, "Paz", "217-555-0401", "paz.moreno@example.org", True)]
         assert table_rows(engine, "visitor_student_links", "record_key", "relationship",
                           "can_pickup", "has_custody", "emergency_contact", "active") == [
-            (link(rosa, "700101"), "Mother", True, True, True, True),
-            (link(rosa, "700102"), "Mother", False, True, False, True),
-            (link(tomas, "700101"), "Father", False, False, True, True),
-            (link(ines, "700102"), "Grandmother", True, False, True, False)]
+            (link_key(rosa, "700101"), "Mother", True, True, True, True),
+            (link_key(rosa, "700102"), "Mother", False, True, False, True),
+            (link_key(tomas, "700101"), "Father", False, False, True, True),
+            (link_key(ines, "700102"), "Grandmother", True, False, True, False)]
 
 
 def contacts_rows(*rows: dict[str, str]) -> list[list[str]]:
@@ -127,10 +127,10 @@ def test_a_relationship_without_its_contact_and_a_repeated_contact_are_row_error
          "Relationship Type": "Mother", "Contact Allow School Pickup": "1"}))
     with database(db_url) as engine:
         summary = run_import(engine, inbox)
-        assert brief(engine, summary) == [
+        assert located(engine, summary) == [
             ("visitors_powerschool.csv", 3, "First Name", "missing_value"),
             ("visitors_powerschool.csv", 3, "Last Name", "missing_value"),
             ("visitors_powerschool.csv", 4, None, "duplicate_key")]
         assert table_rows(engine, "visitors", "visitor_id", "last_name") == [("C1", "Alvarez")]
         assert table_rows(engine, "visitor_student_links", "record_key", "can_pickup") == [
-            (link("C1", "700101"), True)]
+            (link_key("C1", "700101"), True)]

@@ -11,12 +11,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
 
-from tests.support.runs import database, issues, make_inbox, outcome, run_import, table_rows, write
-from visitor_sync.db.schema import KEY_SEPARATOR
+from tests.support.runs import (
+    database,
+    issues,
+    link_key,
+    located,
+    make_inbox,
+    outcome,
+    run_import,
+    table_rows,
+    write,
+)
 from visitor_sync.safety import looks_like_safety_flag
-from visitor_sync.summary import ImportSummary
 
 ROSTER_HEADER = ("Student ID", "First Name", "Last Name", "Date of Birth", "Grade", "School ID")
 ROSTER = [("S1", "Ana", "Lopez", "2015-03-04", "K", "001"),
@@ -24,8 +31,6 @@ ROSTER = [("S1", "Ana", "Lopez", "2015-03-04", "K", "001"),
 VISITOR_HEADER = ("Visitor ID", "First Name", "Last Name", "Student ID", "Relationship")
 
 
-def link(visitor: str, student: str) -> str:
-    return f"{visitor}{KEY_SEPARATOR}{student}"
 
 
 @pytest.fixture
@@ -33,11 +38,6 @@ def inbox(tmp_path: Path) -> Path:
     return make_inbox(tmp_path)
 
 
-def brief(engine: Engine, summary: ImportSummary) -> list[tuple[str, int | None, str | None,
-                                                               str]]:
-    """``(file, line, column, code)`` of every issue the run stored."""
-    return [(issue.file, issue.line, issue.column, issue.code)
-            for issue in issues(engine, summary)]
 
 
 def test_unmapped_pickup_and_custody_flags_refuse_the_file(db_url: str, inbox: Path,
@@ -60,15 +60,15 @@ def test_unmapped_pickup_and_custody_flags_refuse_the_file(db_url: str, inbox: P
         run_import(engine, inbox)
         summary = run_import(engine, second)
         assert outcome(summary, "visitors.csv").status == "rejected"
-        assert brief(engine, summary) == [
+        assert located(engine, summary) == [
             ("visitors.csv", 1, "Contact Allow School Pickup", "unmapped_safety_column"),
             ("visitors.csv", 1, "Contact Has Custody", "unmapped_safety_column"),
             ("visitors.csv", 1, "Is Emergency Contact", "unmapped_safety_column")]
         reason = issues(engine, summary)[0].reason
         assert "'Contact Allow School Pickup'" in reason and "no permission is guessed" in reason
         assert table_rows(engine, "visitor_student_links", "record_key", "can_pickup",
-                          "active") == [(link("V1", "S1"), True, True),
-                                        (link("V2", "S1"), False, True)]
+                          "active") == [(link_key("V1", "S1"), True, True),
+                                        (link_key("V2", "S1"), False, True)]
 
 
 @pytest.mark.parametrize("column", ["Custody Flag", "Court Order", "Pickup Restricted",
@@ -79,7 +79,7 @@ def test_a_students_file_with_an_unmapped_safety_flag_is_refused(db_url: str, in
           [(*row, "Y") for row in ROSTER])
     with database(db_url) as engine:
         summary = run_import(engine, inbox)
-        assert brief(engine, summary) == [("students.csv", 1, column, "unmapped_safety_column")]
+        assert located(engine, summary) == [("students.csv", 1, column, "unmapped_safety_column")]
         assert table_rows(engine, "students", "record_key") == []
 
 
@@ -90,7 +90,7 @@ def test_contact_details_of_safety_people_are_only_unknown_columns(db_url: str,
           [(*row, "555-201-3344", "Maria Lopez") for row in ROSTER])
     with database(db_url) as engine:
         summary = run_import(engine, inbox)
-        assert brief(engine, summary) == [
+        assert located(engine, summary) == [
             ("students.csv", 1, "Emergency Phone", "unknown_column"),
             ("students.csv", 1, "Custodial Parent Name", "unknown_column")]
         assert table_rows(engine, "students", "record_key") == [("S1",), ("S2",)]
@@ -104,9 +104,9 @@ def test_a_file_without_pickup_column_takes_the_district_default(
           [("V1", "Maria", "Lopez", "S1", "Mother"), ("V1", "Maria", "Lopez", "S2", "Mother")])
     with database(db_url) as engine:
         summary = run_import(engine, inbox, pickup_default=pickup_default)
-        assert brief(engine, summary) == []
+        assert located(engine, summary) == []
         assert table_rows(engine, "visitor_student_links", "record_key", "can_pickup") == [
-            (link("V1", "S1"), stored), (link("V1", "S2"), stored)]
+            (link_key("V1", "S1"), stored), (link_key("V1", "S2"), stored)]
 
 
 @pytest.mark.parametrize("pickup_default", ["allow", "deny"])
@@ -119,9 +119,10 @@ def test_a_present_pickup_column_decides_and_an_empty_cell_means_no(
            ("V2", "Jon", "Lopez", "S1", "Father", "0")])
     with database(db_url) as engine:
         summary = run_import(engine, inbox, pickup_default=pickup_default)
-        assert brief(engine, summary) == []
+        assert located(engine, summary) == []
         assert table_rows(engine, "visitor_student_links", "record_key", "can_pickup") == [
-            (link("V1", "S1"), True), (link("V1", "S2"), False), (link("V2", "S1"), False)]
+            (link_key("V1", "S1"), True), (link_key("V1", "S2"), False),
+            (link_key("V2", "S1"), False)]
 
 
 FLAGS = ["Contact Allow School Pickup", "Contact Has Custody", "Is Emergency Contact",
