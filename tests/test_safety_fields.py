@@ -11,8 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from tests.support.runs import (
+    DISTRICT,
     database,
     issues,
     link_key,
@@ -23,6 +25,7 @@ from tests.support.runs import (
     table_rows,
     write,
 )
+from visitor_sync.cli import main
 from visitor_sync.safety import looks_like_safety_flag
 
 ROSTER_HEADER = ("Student ID", "First Name", "Last Name", "Date of Birth", "Grade", "School ID")
@@ -107,6 +110,19 @@ def test_a_file_without_pickup_column_takes_the_district_default(
         assert located(engine, summary) == []
         assert table_rows(engine, "visitor_student_links", "record_key", "can_pickup") == [
             (link_key("V1", "S1"), stored), (link_key("V1", "S2"), stored)]
+
+
+def test_the_cli_takes_the_pickup_default(db_url: str, inbox: Path) -> None:
+    """``visitor-sync import --pickup-default deny`` (the operator sets it in the config)."""
+    write(inbox, "students.csv", ROSTER_HEADER, ROSTER)
+    write(inbox, "visitors.csv", VISITOR_HEADER, [("V1", "Maria", "Lopez", "S1", "Mother")])
+    result = CliRunner().invoke(main, [
+        "import", "--district", DISTRICT, "--source", str(inbox), "--db", db_url,
+        "--quiet-period", "0", "--pickup-default", "deny"])
+    assert result.exit_code == 0, result.output
+    with database(db_url) as engine:
+        assert table_rows(engine, "visitor_student_links", "record_key", "can_pickup") == [
+            (link_key("V1", "S1"), False)]
 
 
 @pytest.mark.parametrize("pickup_default", ["allow", "deny"])

@@ -12,7 +12,7 @@ from typing import NoReturn
 import click
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
-from visitor_sync.config import ImportConfig, Notifications, NotifyWhen
+from visitor_sync.config import ImportConfig, Notifications, NotifyWhen, PickupDefault
 from visitor_sync.db.database import connect, migrate
 from visitor_sync.issues import Severity
 from visitor_sync.locking import DistrictBusy
@@ -115,6 +115,9 @@ def validate(output: str, files: tuple[Path, ...]) -> None:
               help="ImportConfig JSON document (flags override it).")
 @click.option("--quiet-period", type=int, help="Seconds a file must be unchanged (default 60).")
 @click.option("--max-deactivate-percent", type=float, help="Safety hold threshold (default 10).")
+@click.option("--pickup-default", type=click.Choice([choice.value for choice in PickupDefault]),
+              help="Pickup permission of links from a visitors file with no pickup column "
+                   "(default allow).")
 @click.option("--approve-held", is_flag=False, flag_value=ALL_HELD, default=None,
               metavar="[RUN_ID]",
               help="Apply held files: those of RUN_ID, or all pending ones when no id is given.")
@@ -130,7 +133,8 @@ def validate(output: str, files: tuple[Path, ...]) -> None:
 def import_(district_id: str | None, source: str, sftp_key: Path | None,
             sftp_password_file: Path | None, known_hosts: Path | None, db_url: str,
             config_file: Path | None, quiet_period: int | None,
-            max_deactivate_percent: float | None, approve_held: str | None,
+            max_deactivate_percent: float | None, pickup_default: str | None,
+            approve_held: str | None,
             outbox: Path | None, recipients: tuple[str, ...], output: str,
             termination_log: Path | None) -> None:
     """Import the files waiting in a district's inbox.
@@ -145,7 +149,8 @@ def import_(district_id: str | None, source: str, sftp_key: Path | None,
     """
     settings = json.loads(config_file.read_text()) if config_file else {}
     overrides = {"district_id": district_id, "quiet_period_seconds": quiet_period,
-                 "max_deactivate_percent": max_deactivate_percent}
+                 "max_deactivate_percent": max_deactivate_percent,
+                 "pickup_default": pickup_default}
     settings.update({key: value for key, value in overrides.items() if value is not None})
     config = ImportConfig.model_validate(settings)
     if approve_held is None:
