@@ -238,7 +238,8 @@ class DistrictSyncSpec(SpecModel):
         "summer rollover; files uploaded meanwhile wait.")
     accepted_file_types: list[FileKind] | None = Field(
         None, description="File kinds the district may send (default: all): students, "
-        "visitors, employees, users, volunteers, court_orders, bus_schedule, oneroster.")
+        "visitors, employees, users, volunteers, court_orders, bus_schedule, "
+        "schools_clever, oneroster.")
     safety: SafetySpec = Field(default_factory=SafetySpec)
     import_: ImportSpec = Field(default_factory=ImportSpec, alias="import")
     sftp: SftpSpec = Field(default_factory=SftpSpec)
