@@ -26,7 +26,7 @@ from pydantic import BeforeValidator
 from visitor_sync.filetypes.base import vendor_layout
 from visitor_sync.filetypes.students import STUDENTS, StudentRow
 from visitor_sync.filetypes.visitors import VISITORS, VisitorRow
-from visitor_sync.issues import Issue
+from visitor_sync.issues import Issue, quote_value
 from visitor_sync.validation import Record
 from visitor_sync.values import invalid
 
@@ -116,7 +116,7 @@ def fold_contact_rows(records: Iterable[Record], file_name: str) -> Iterator[Rec
             if contact in people:
                 out.append((line, raw, Issue(
                     file=file_name, line=line, code="duplicate_key",
-                    reason=f"contact {contact!r} already has its details on line "
+                    reason=f"contact {quote_value(contact)} already has its details on line "
                            f"{people[contact][0]}; send them once per contact")))
             else:
                 people[contact] = (line, raw)
