@@ -295,6 +295,7 @@ def test_run_now_job_is_the_cron_job_template_named_after_the_token() -> None:
     ({"pauseWindows": [{"start": "2026-08-01", "end": "2026-07-01"}]}, "ends"),
     ({"sftp": {"sourceRanges": ["10.0.0.300/8"]}}, "sourceRanges"),
     ({"sftp": {"storgeSize": "1Gi"}}, "storgeSize"),
+    ({"import": {"pickupDefault": "maybe"}}, "pickupDefault"),
 ])
 def test_bad_spec_is_refused_with_a_specific_message(spec, message) -> None:
     with pytest.raises(ValidationError, match=message):
@@ -386,8 +387,10 @@ def test_crd_schema_refuses_what_the_model_refuses() -> None:
     bad = {"apiVersion": "sync.visitoraware.io/v1alpha1", "kind": "DistrictSync",
            "metadata": {"name": "x"},
            "spec": {"districtId": "UPPER", "displayName": "x",
-                    "notifications": {"when": "sometimes"}}}
+                    "notifications": {"when": "sometimes"},
+                    "import": {"pickupDefault": "maybe"}}}
     errors = sorted(error.message for error in
                     jsonschema.Draft7Validator(schema).iter_errors(bad))
-    assert len(errors) == 2, errors
+    assert len(errors) == 3, errors
     assert json.dumps(errors).count("UPPER") == 1 and "sometimes" in json.dumps(errors)
+    assert "maybe" in json.dumps(errors)
