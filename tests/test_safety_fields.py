@@ -143,11 +143,13 @@ def test_a_present_pickup_column_decides_and_an_empty_cell_means_no(
 
 FLAGS = ["Contact Allow School Pickup", "Contact Has Custody", "Is Emergency Contact",
          "Pickup Authorized", "Custodial", "CourtOrder", "restraining_order", "No-Contact",
-         "Emergency", "Can Pick Up", "STUDENTCONTACTDETAILCOREFIELDS.custody"]
+         "Emergency", "Can Pick Up", "STUDENTCONTACTDETAILCOREFIELDS.custody", "Custody Valid",
+         "Pickup Authorized Yes/No"]
 NOT_FLAGS = ["Emergency Phone", "Emergency Contact Name", "Custodial Parent Email",
-             "Emergency Contact Priority Order", "Emergency Contact ID", "Relationship Type",
+             "Emergency Contact Priority Order", "Emergency Contact ID", "EmergencyContactNumber",
+             "Emergency_Contact_Num", "Relationship Type",
              "Contact Lives With", "Contact Receives Mailings", "Photo Release", "Guardian Name",
-             "Home_Phone", "Enroll_Status"]
+             "Home_Phone", "Enroll_Status", "Pickup Stop", "PM Pickup Time", "Bus Pickup Location"]
 
 
 @pytest.mark.parametrize("header", FLAGS)

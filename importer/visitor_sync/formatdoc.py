@@ -24,7 +24,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError, PydanticUndefined
 
-from visitor_sync import grades, values
+from visitor_sync import grades, safety, values
 from visitor_sync.config import ImportConfig, Limits, Notifications
 from visitor_sync.filetypes import APPLY_ORDER, FILE_TYPES
 from visitor_sync.filetypes.base import FileType, Reference, SyncMode
@@ -99,9 +99,14 @@ ERROR_CODES: dict[str, tuple[Kind, str]] = {
                                   "applied, the file stays and is tried again next run"),
     "missing_column": (Kind.FILE, "a required column is not in the header row "
                                   "(every missing column is listed)"),
-    "unmapped_safety_column": (Kind.FILE, "a header cell we do not map looks like a pickup, "
-                                          "custody, emergency or court-order flag (the file "
-                                          "is refused rather than a permission guessed)"),
+    "unmapped_safety_column": (
+        Kind.FILE, "a header cell we do not map looks like a pickup, custody, emergency or "
+                   "court-order flag: compared like headers, its name holds "
+                   + ", ".join(f"`{word}`" for word in safety.SAFETY_WORDS)
+                   + " and none of " + ", ".join(f"`{word}`" for word in safety.DETAIL_WORDS)
+                   + " (nor ends with the word "
+                   + ", ".join(f"`{word}`" for word in sorted(safety.ID_WORDS))
+                   + "); the file is refused rather than a permission guessed"),
     "duplicate_column": (Kind.FILE, "two header cells name the same field (e.g. `DOB` and "
                                     "`Date of Birth`)"),
     "wrong_field_count": (Kind.ROW, "the row has more non-empty fields than the header has "

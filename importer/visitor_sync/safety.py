@@ -15,20 +15,29 @@ Two rules (docs/formats.md, "Safety fields"):
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from visitor_sync.config import ImportConfig, PickupDefault
 from visitor_sync.csvfile import normalise_header
-from visitor_sync.filetypes.base import FileType
 from visitor_sync.issues import quote_value
+
+if TYPE_CHECKING:  # the file types import the row validation, which imports this module
+    from visitor_sync.filetypes.base import FileType
 
 #: What a safety flag's header contains (compared like headers: no case, spaces, ``_``, ``-``).
 SAFETY_WORDS = ("pickup", "custody", "custodial", "emergency", "courtorder", "restrain",
                 "nocontact", "protectiveorder", "donotrelease", "norelease")
-#: ... unless it is a contact detail about such a person, not a flag
-#: (``Emergency Phone``, ``Custodial Parent Name``).
+#: ... unless it is a detail, not a flag: of such a person (``Emergency Phone``,
+#: ``Custodial Parent Name``) or of a bus pickup (``Pickup Stop``, ``PM Pickup Time``).
 DETAIL_WORDS = ("phone", "name", "email", "mail", "address", "street", "city", "state", "zip",
-                "postal", "relation", "priority", "employer", "language")
-_DETAIL_ID = re.compile(r"(?:id|number|no)$")
+                "postal", "relation", "priority", "employer", "language", "time", "stop",
+                "location", "route", "bus")
+#: ... or an identifier of one (``Emergency Contact ID``, ``EmergencyContactNumber``): its
+#: last word, camel case split too. Not ``No``: ``Pickup Yes/No`` is a flag, and a header
+#: wrongly taken for a flag refuses the file loudly, while a flag taken for a detail would
+#: be ignored silently.
+ID_WORDS = frozenset({"id", "number", "num"})
+_WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
 
 #: The row field holding pickup permission.
 PICKUP_FIELD = "can_pickup"
@@ -37,9 +46,10 @@ PICKUP_FIELD = "can_pickup"
 def looks_like_safety_flag(header: str) -> bool:
     """Whether a header names a pickup/custody/emergency/court-order flag."""
     name = normalise_header(header).replace(".", "")
+    words = _WORDS.findall(header)
     return (any(word in name for word in SAFETY_WORDS)
             and not any(word in name for word in DETAIL_WORDS)
-            and not _DETAIL_ID.search(name))
+            and not (words and words[-1].lower() in ID_WORDS))
 
 
 def unmapped_safety_reason(header: str, file_type: FileType) -> str:
