@@ -392,8 +392,8 @@ class Importer:
         """Record a known file this product does not use, with a warning saying so."""
         warning = Issue.warning(
             item.name, "unused_file", f"{item.name!r} is a Clever file this import does not "
-            "use (it reads Clever's students.csv, schools.csv and teachers.csv); it was "
-            "ignored and removed")
+            "use (it reads Clever's students.csv, schools.csv and teachers.csv); it is "
+            "ignored, which is not an error")
         outcome = FileOutcome(file=item.name, status=FileStatus.IGNORED, warnings=1,
                               issues=[warning])
         with self.engine.begin() as connection:
