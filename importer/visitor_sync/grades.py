@@ -9,6 +9,7 @@ the lists below is an ``invalid_grade`` error on that row: a grade is never gues
 
 Public names (``CEDS_CODES``, ``SPELLINGS``, ``NUMBERS``, ``parse_grade``, ``Grade``)
 are what other modules (the OneRoster reader, the format docs) use; keep them stable.
+``visitor_sync.values`` re-exports ``Grade`` and ``parse_grade``, where they used to be.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from pydantic import BeforeValidator
+from pydantic_core import PydanticCustomError
 
-from visitor_sync.values import invalid
+from visitor_sync.issues import quote_value
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,9 @@ def parse_grade(value: str) -> str:
     compact = _compact(trimmed)
     if compact in SPELLINGS:
         return SPELLINGS[compact]
-    raise invalid("invalid_grade", value, f"is not a grade; use {ACCEPTED}")
+    # what values.invalid builds; not imported from there, as values re-exports this module
+    raise PydanticCustomError("invalid_grade", "{value} is not a grade; use " + ACCEPTED,
+                              {"value": quote_value(value)})
 
 
 Grade = Annotated[str, BeforeValidator(parse_grade)]

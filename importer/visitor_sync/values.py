@@ -16,6 +16,8 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BeforeValidator
 from pydantic_core import PydanticCustomError
 
+from visitor_sync.grades import Grade as Grade  # re-exported: the grade type's old home
+from visitor_sync.grades import parse_grade as parse_grade
 from visitor_sync.issues import quote_value
 
 TRUE_SPELLINGS = frozenset({"1", "true", "yes", "y", "t"})
