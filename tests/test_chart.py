@@ -117,9 +117,16 @@ def _container(objects: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _env(objects: list[dict[str, Any]]) -> dict[str, str]:
-    env = _container(objects)["env"]
+    """The operator's settings: literal values (the pod's identity aside)."""
+    env = [item for item in _container(objects)["env"] if item["name"] != "POD_ID"]
     assert all(set(item) == {"name", "value"} for item in env), "only literal settings"
     return {item["name"]: item["value"] for item in env}
+
+
+def test_the_operator_is_named_after_its_pod(rendered) -> None:
+    """kopf's identity: without it kopf asks the user database, which uid 10001 is not in."""
+    (identity,) = [item for item in _container(rendered)["env"] if item["name"] == "POD_ID"]
+    assert identity["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
 
 
 # -- lint and schemas ----------------------------------------------------------------------

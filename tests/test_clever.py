@@ -121,11 +121,34 @@ def test_contacts_without_an_id_and_disagreeing_rows_are_reported(db_url: str,
     with database(db_url) as engine:
         summary = run_import(engine, inbox)
         assert located(engine, summary) == [("students.csv", 3, None, "missing_value"),
-                                          ("students.csv", 4, None, "conflicting_values")]
+                                          ("students.csv", 4, "Grade", "conflicting_values")]
         assert table_rows(engine, "students", "student_id", "grade") == [("S-5001", "PK")]
         assert table_rows(engine, "visitor_student_links", "record_key",
                           "emergency_contact") == [(link_key("P-9001", "S-5001"), False),
                                                    (link_key("P-9003", "S-5001"), True)]
+
+
+def test_a_changed_contact_type_and_a_stored_pickup_are_updated(db_url: str, inbox: Path,
+                                                                tmp_path: Path) -> None:
+    """Fields Clever's layout computes (emergency from Contact_type, pickup always off) are
+    what the file says, also for links stored before: never kept from an earlier file."""
+    write(inbox, "students.csv", ("Student ID", "First Name", "Last Name", "Date of Birth",
+                                  "Grade", "School ID"),
+          [("S-5001", "Lucia", "Alvarez", "2021-09-02", "PK", "1001")])
+    write(inbox, "visitors.csv", ("Visitor ID", "First Name", "Last Name", "Student ID",
+                                  "Can Pickup"), [("P-9001", "Rosa", "Alvarez", "S-5001", "1")])
+    clever = make_inbox(tmp_path, "clever")
+    write(clever, "students.csv", STUDENTS_HEADER, clever_students(
+        {**LUCIA, "Contact_sis_id": "P-9001", "Contact_name": "Rosa Alvarez",
+         "Contact_type": "Emergency"}))
+    with database(db_url) as engine:
+        run_import(engine, inbox)
+        summary = run_import(engine, clever)
+        assert located(engine, summary) == []
+        assert table_rows(engine, "visitor_student_links", "record_key", "can_pickup",
+                          "emergency_contact") == [(link_key("P-9001", "S-5001"), False, True)]
+        assert table_rows(engine, "visitors", "visitor_id", "first_name", "last_name") == [
+            ("P-9001", "", "Rosa Alvarez")]
 
 
 def test_a_teacher_whose_rows_disagree_is_a_row_error(db_url: str, inbox: Path) -> None:

@@ -99,8 +99,8 @@ def test_dialects_and_encodings_store_the_same_text(db_url: str, tmp_path: Path,
 def test_bytes_invalid_in_utf8_and_cp1252_reject_the_file(tmp_path: Path) -> None:
     content = students(student(1)) + b"000002,Ana,Lo\x81\x8dpez,2015-03-04,3,001,,1\n"
     status, report = validate(tmp_path, content)
-    assert brief(report) == [(None, None, "invalid_encoding", "error")]
-    assert "UTF-8" in report[0]["reason"]
+    assert brief(report) == [(3, None, "invalid_encoding", "error")]
+    assert "0x81" in report[0]["reason"] and "UTF-8" in report[0]["reason"]
     assert status == 1
 
 

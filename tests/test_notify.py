@@ -299,6 +299,22 @@ def test_report_of_held_and_rejected_files_names_them_escaped() -> None:
     assert len(attachment_rows(message)) == 1
 
 
+def test_report_of_a_run_that_only_waited_says_why_and_until_when() -> None:
+    now = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+    reason = ("changed 3 s ago, within the quiet period of 60 s (it may still be "
+              "uploading); the first run after 57 s reads it")
+    summary = ImportSummary(
+        run_id="run-1", district_id=DISTRICT, result=RunResult.WAITING, started_at=now,
+        finished_at=now, files=[FileOutcome(file="students.csv", type="students",
+                                            status=FileStatus.WAITING, waiting_reason=reason)])
+    message = report_message(summary, [], ADMINS, "North")
+    assert message["Subject"].startswith("[visitor-sync] North: import waiting - ")
+    text, html = bodies(message)
+    assert "none was read yet; the next run imports them" in text
+    assert f"students.csv is waiting: {reason}" in text
+    assert f"<b>students.csv</b> is waiting: {reason}" in html
+
+
 @pytest.mark.parametrize("security", ["starttls", "tls"])
 def test_report_over_tls_with_auth(db_url: str, inbox: Path, tmp_path: Path,
                                    certificates: Certificates, security: str) -> None:

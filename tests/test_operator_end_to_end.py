@@ -13,8 +13,10 @@ import asyncio
 import base64
 import json
 import os
+import pwd
 import shutil
 import signal
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,7 @@ from visitor_sync.db.schema import Student
 from visitor_sync.samples import write_district
 from visitor_sync.sftp.keys import fingerprint
 from visitor_sync_operator import rbac
+from visitor_sync_operator.builders import importer
 from visitor_sync_operator.main import build_registry
 from visitor_sync_operator.metrics import Metrics
 from visitor_sync_operator.settings import OperatorSettings
@@ -235,19 +238,33 @@ async def test_a_held_file_is_approved_by_annotation_and_applied_by_the_next_run
 @pytest.mark.asyncio
 async def test_visitor_sync_operator_command_serves_health_metrics_and_stops_cleanly(
         cluster: Cluster, tmp_path: Path) -> None:
-    """The deployed entry point: settings from the environment, /healthz, /metrics, SIGTERM."""
+    """The deployed entry point: settings from the environment, /healthz, /metrics, SIGTERM.
+
+    It runs as the pod runs it: as the image's uid, which has no user database entry, with
+    no ``USER``/``LOGNAME`` (kopf's default identity needs one of them and crashed in every
+    pod). ``setpriv`` keeps only the right to read files, so the root-owned test tree and
+    interpreter stay readable.
+    """
+    assert shutil.which("setpriv"), "util-linux's setpriv runs the operator as the pod's uid"
+    with pytest.raises(KeyError):
+        pwd.getpwuid(importer.RUN_AS)  # the image's uid: no user database entry, like the pod
     await cluster.create({"apiVersion": "v1", "kind": "Namespace",
                           "metadata": {"name": NAMESPACE}})
     metrics_port, health_port = free_port(), free_port()
-    environment = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig),
-                   "VISITOR_SYNC_NAMESPACES": json.dumps([NAMESPACE]),
-                   "VISITOR_SYNC_METRICS_PORT": str(metrics_port),
-                   "VISITOR_SYNC_HEALTH_PORT": str(health_port)}
-    environment.pop("KUBERNETES_SERVICE_HOST", None)
+    environment = {name: value for name, value in os.environ.items()
+                   if name not in {"USER", "LOGNAME", "LNAME", "USERNAME", "POD_ID",
+                                   "KUBERNETES_SERVICE_HOST"}}
+    environment.update({"HOME": "/tmp", "KUBECONFIG": str(cluster.kubeconfig),
+                        "VISITOR_SYNC_NAMESPACES": json.dumps([NAMESPACE]),
+                        "VISITOR_SYNC_METRICS_PORT": str(metrics_port),
+                        "VISITOR_SYNC_HEALTH_PORT": str(health_port)})
+    as_the_pod = ["setpriv", f"--reuid={importer.RUN_AS}", f"--regid={importer.RUN_AS}",
+                  "--clear-groups", "--inh-caps=+dac_read_search",
+                  "--ambient-caps=+dac_read_search"]
     log = (tmp_path / "operator.log").open("wb")
     process = await asyncio.create_subprocess_exec(
-        shutil.which("visitor-sync") or "visitor-sync", "operator", env=environment,
-        stdout=log, stderr=log)
+        *as_the_pod, str(Path(sys.executable).with_name("visitor-sync")), "operator",
+        env=environment, stdout=log, stderr=log)
     try:
         async with aiohttp.ClientSession() as session:
             async def answers(port: int, path: str) -> str | None:
@@ -268,7 +285,7 @@ async def test_visitor_sync_operator_command_serves_health_metrics_and_stops_cle
         assert info.labels == {"namespace": NAMESPACE, "district": NAME, "district_id": NAME}
         assert {sample.labels["result"] for sample in families["visitor_sync_runs"].samples
                 if sample.name == "visitor_sync_runs_total"} == {
-            "success", "partial", "held", "failed"}
+            "success", "partial", "held", "failed", "waiting"}
     finally:
         if process.returncode is None:
             process.send_signal(signal.SIGTERM)

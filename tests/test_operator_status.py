@@ -131,6 +131,6 @@ def test_a_new_district_starts_its_run_counters_at_zero() -> None:
     metrics = Metrics()
     metrics.know_district("districts", "ogdenville")
     exported = generate_latest(metrics.registry).decode()
-    for result in ("success", "partial", "held", "failed"):
+    for result in ("success", "partial", "held", "failed", "waiting"):
         assert (f'visitor_sync_runs_total{{district="ogdenville",namespace="districts",'
                 f'result="{result}"}} 0.0') in exported

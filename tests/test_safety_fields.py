@@ -112,6 +112,25 @@ def test_a_file_without_pickup_column_takes_the_district_default(
             (link_key("V1", "S1"), stored), (link_key("V1", "S2"), stored)]
 
 
+def test_a_file_without_pickup_column_never_lifts_a_stored_refusal(
+        db_url: str, inbox: Path, tmp_path: Path) -> None:
+    """The default is for new links only: a link an earlier file refused stays refused
+    when a later file has no pickup column, even with pickup_default allow (a column left
+    out means "no information"); a new link of that file gets the default."""
+    write(inbox, "students.csv", ROSTER_HEADER, ROSTER)
+    write(inbox, "visitors.csv", (*VISITOR_HEADER, "Can Pickup"),
+          [("V1", "Maria", "Lopez", "S1", "Mother", "0")])
+    later = make_inbox(tmp_path, "later")
+    write(later, "visitors.csv", VISITOR_HEADER, [("V1", "Maria", "Lopez", "S1", "Mother"),
+                                                  ("V1", "Maria", "Lopez", "S2", "Mother")])
+    with database(db_url) as engine:
+        run_import(engine, inbox)
+        summary = run_import(engine, later, pickup_default="allow")
+        assert located(engine, summary) == []
+        assert table_rows(engine, "visitor_student_links", "record_key", "can_pickup") == [
+            (link_key("V1", "S1"), False), (link_key("V1", "S2"), True)]
+
+
 def test_the_cli_takes_the_pickup_default(db_url: str, inbox: Path) -> None:
     """``visitor-sync import --pickup-default deny`` (the operator sets it in the config)."""
     write(inbox, "students.csv", ROSTER_HEADER, ROSTER)

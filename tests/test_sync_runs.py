@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from sqlalchemy import Engine, Row, insert, select, text, update
+from sqlalchemy import Engine, Row, select, text, update
 
 from tests.support.runs import DISTRICT, make_importer, open_database, run_import, write
 from tests.support.runs import outcome as outcome_of
@@ -26,13 +26,12 @@ from visitor_sync.cli import EXIT_BUSY, main
 from visitor_sync.db.schema import (
     KEY_SEPARATOR,
     RECORD_TABLES,
-    DistrictLock,
     HeldFile,
     ImportFileResult,
     ImportRun,
     Invitation,
 )
-from visitor_sync.locking import DistrictBusy, district_lock
+from visitor_sync.locking import district_lock
 from visitor_sync.pipeline import ALL_HELD, stored_issues
 from visitor_sync.sources import LocalFolderSource, SourceFile
 from visitor_sync.summary import FileOutcome, FileStatus, ImportSummary, RunResult
@@ -517,7 +516,7 @@ def test_termination_log_says_why_a_run_could_not_happen(db_url: str, inbox: Pat
     engine.dispose()  # the CLI migrates the database; the lock table must exist first
     assert cli_import(db_url, inbox).exit_code == 0
     engine = open_database(db_url)
-    with district_lock(engine, DISTRICT, "another-run"):
+    with district_lock(engine, DISTRICT):
         result = cli_import(db_url, inbox, "--termination-log", str(log))
     engine.dispose()
 
@@ -716,8 +715,8 @@ def test_failure_while_applying_a_file_leaves_the_database_as_before_that_file(
         assert after[table] == failed.before[table]
     assert inbox_files(inbox) == ["visitors.csv"]
     assert (inbox / "visitors.csv").read_bytes() == failed.visitors_file
-    with engine.connect() as connection:
-        assert connection.execute(select(DistrictLock)).all() == []
+    with district_lock(engine, DISTRICT):
+        pass  # the failed run released the district
 
     _execute(engine, ALLOW_LINK_INSERTS)
     outcome = outcome_of(run_import(engine, inbox), "visitors.csv")
@@ -738,48 +737,19 @@ def test_failed_run_is_recorded_as_finished(
     assert run.result not in ("running", "success")
 
 
-# -- the district lock -------------------------------------------------------------------
+# -- the district lock (more in test_district_lock.py) ------------------------------------
 
 
-def _lock_district(engine: Engine, age: timedelta) -> None:
-    since = datetime.now(UTC) - age
-    with engine.begin() as connection:
-        connection.execute(insert(DistrictLock).values(
-            district_id=DISTRICT, run_id="other-run", acquired_at=since, heartbeat_at=since))
-
-
-@pytest.mark.parametrize(("entry", "age"), [
-    pytest.param("importer", timedelta(0), id="importer-fresh-lock"),
-    pytest.param("cli", timedelta(hours=5), id="cli-5h-old-heartbeat"),
-])
-def test_second_run_is_refused_while_the_district_is_locked(
-        engine: Engine, db_url: str, inbox: Path, entry: str, age: timedelta) -> None:
+def test_cli_exits_75_while_the_district_is_locked(
+        engine: Engine, db_url: str, inbox: Path) -> None:
     write(inbox, "students.csv", STUDENT_HEADER, roster())
-    _lock_district(engine, age)
-
-    if entry == "cli":
+    with district_lock(engine, DISTRICT):
         result = cli_import(db_url, inbox)
-        assert result.exit_code == EXIT_BUSY
-        assert f"another import of district {DISTRICT!r} is running" in result.stderr
-    else:
-        with pytest.raises(DistrictBusy):
-            run_import(engine, inbox)
 
+    assert result.exit_code == EXIT_BUSY
+    assert f"another import of district {DISTRICT!r} is running" in result.stderr
     assert inbox_files(inbox) == ["students.csv"]
     assert records(engine, "students") == {}
-    with engine.connect() as connection:
-        assert connection.execute(select(DistrictLock.run_id)).scalars().all() == [
-            "other-run"]
-
-
-def test_stale_lock_is_taken_over(engine: Engine, inbox: Path) -> None:
-    _lock_district(engine, timedelta(hours=7))
-
-    outcome = import_students(engine, inbox, roster())
-
-    assert (outcome.status, counts(outcome)) == (FileStatus.APPLIED, (10, 0, 0, 0))
-    with engine.connect() as connection:
-        assert connection.execute(select(DistrictLock)).all() == []
 
 
 # -- what a run reports ------------------------------------------------------------------

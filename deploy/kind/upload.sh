@@ -68,3 +68,12 @@ for file in "${files[@]}"; do
     fi
 done
 echo "uploaded ${#files[@]} files as $user to sftp://127.0.0.1:$port/"
+
+# A run leaves files changed within the district's quiet period in the drop box (they may
+# still be uploading) and reports them as waiting. Wait it out here, so that the
+# walkthrough's `make upload run` imports the files it just sent.
+quiet="$("${kubectl[@]}" -n "$namespace" get districtsync "$district" \
+    -o jsonpath='{.spec.safety.quietPeriodSeconds}')"
+quiet="${quiet:-60}"
+echo "waiting out the quiet period (spec.safety.quietPeriodSeconds: $quiet s) before a run reads them"
+sleep "$((quiet + 1))"

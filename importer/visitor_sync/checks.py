@@ -15,6 +15,7 @@ from sqlalchemy import (
     Connection,
     Select,
     Subquery,
+    case,
     exists,
     func,
     or_,
@@ -23,8 +24,10 @@ from sqlalchemy import (
 )
 
 from visitor_sync.db.schema import KEY_SEPARATOR
+from visitor_sync.filetypes import FILE_TYPES
 from visitor_sync.filetypes.base import Reference
 from visitor_sync.issues import Issue, quote_value
+from visitor_sync.rejections import RejectedRecords
 from visitor_sync.staging import Stage
 from visitor_sync.validation import ColumnMap
 
@@ -33,11 +36,13 @@ _REPORT_BATCH = 10_000
 
 def first_lines(stage: Stage, key: ColumnElement[str], *, valid_only: bool,
                 repeated_only: bool = False) -> Subquery:
-    """``(key, first_seq, first_line)``: the first record of every key (optionally only
-    of repeated keys); records are in file order, so its line is the smallest too."""
+    """``(key, first_seq, first_line, any_active)``: the first record of every key
+    (optionally only of repeated keys); records are in file order, so its line is the
+    smallest too. ``any_active`` is 1 when any of the key's records is active."""
     table = stage.table
     query = select(key.label("key"), func.min(table.c.seq).label("first_seq"),
-                   func.min(table.c.line).label("first_line")).where(
+                   func.min(table.c.line).label("first_line"),
+                   func.max(case((table.c.active, 1), else_=0)).label("any_active")).where(
         key.is_not(None)).group_by(key)
     if valid_only:
         query = query.where(~table.c.skip)
@@ -67,9 +72,11 @@ def duplicate_keys(connection: Connection, stage: Stage, columns: ColumnMap,
 
 
 def unknown_references(connection: Connection, stage: Stage, columns: ColumnMap,
-                       reference: Reference, district_id: str,
-                       file_name: str) -> Iterator[Issue]:
-    """A row naming a student or school the district does not have (active) is an error."""
+                       reference: Reference, district_id: str, file_name: str,
+                       rejected: RejectedRecords | None = None) -> Iterator[Issue]:
+    """A row naming a student or school the district does not have (active) is an error;
+    its reason says where that record's own row was rejected, if an earlier file of the
+    run did, and otherwise how the district sends such a record."""
     table = stage.table
     referenced = reference.model.__table__  # type: ignore[attr-defined]
     value = table.c[reference.field]
@@ -78,14 +85,31 @@ def unknown_references(connection: Connection, stage: Stage, columns: ColumnMap,
         ~exists().where(referenced.c.district_id == district_id,
                         referenced.c.record_key == value, referenced.c.active))
     header = columns.header_of(reference.field)
+    advice = _advice(reference)
     found = False
     for _, line, key in _stream(connection, missing.order_by(table.c.seq)):
         found = True
+        why = rejected.explain(connection, reference.model, reference.noun, key) \
+            if rejected is not None else None
         yield Issue(file=file_name, line=line, column=header, code=reference.code,
                     reason=f"{header} {quote_value(key)} is not an active {reference.noun} of "
-                           f"this district; send the {reference.noun} first or fix the ID")
+                           f"this district; {why or advice}")
     if found:
         _skip_lines(connection, stage, missing)
+
+
+def _advice(reference: Reference) -> str:
+    """How a district sends the record a reference names: its own file, or (schools) the
+    columns of the files that create it, for there is no file of its own."""
+    own = [name for file_type in FILE_TYPES.values() if file_type.primary.model is reference.model
+           for name in file_type.file_names]
+    if own:
+        return f"send the {reference.noun} first or fix the ID"
+    fillers = " or ".join(name for file_type in FILE_TYPES.values()
+                          if any(target.model is reference.model for target in file_type.targets)
+                          for name in file_type.file_names)
+    return (f"{reference.noun}s have no file of their own and are created from the rows of "
+            f"{fillers}; fix the ID, or send a row there with this {reference.noun}")
 
 
 def conflicting_rows(connection: Connection, stage: Stage, columns: ColumnMap,
@@ -101,19 +125,23 @@ def conflicting_rows(connection: Connection, stage: Stage, columns: ColumnMap,
         first = table.alias("first_row")
         compared: Sequence[str] = [name for name in target.fields(file_type.row_fields).values()
                                    if name not in key_fields]
+        differs = [table.c[name].is_distinct_from(first.c[name]) for name in compared]
         differing = (
-            select(table.c.line, firsts.c.key, firsts.c.first_line)
+            select(table.c.line, firsts.c.key, firsts.c.first_line,
+                   *(case((column, 1), else_=0) for column in differs))
             .join(firsts, key == firsts.c.key)
             .join(first, first.c.seq == firsts.c.first_seq)
-            .where(~table.c.skip, table.c.seq != firsts.c.first_seq,
-                   or_(*(table.c[name].is_distinct_from(first.c[name]) for name in compared)))
+            .where(~table.c.skip, table.c.seq != firsts.c.first_seq, or_(*differs))
             .order_by(table.c.seq))
         headers = " + ".join(columns.header_of(name) for name in key_fields)
-        for line, record, first_line in _stream(connection, differing):
+        for line, record, first_line, *flags in _stream(connection, differing):
+            named = [columns.header_of(name) for name, flag in zip(compared, flags, strict=True)
+                     if flag]
             yield Issue.warning(
                 file_name, "conflicting_values",
-                f"{headers} {_show_key(record)} has other {target.name.replace('_', ' ')} "
-                f"details than on line {first_line}; line {first_line} is used", line=line)
+                f"{headers} {_show_key(record)} differs from line {first_line} in "
+                f"{', '.join(named)} (rows of one record in {target.name.replace('_', ' ')} "
+                f"must agree); line {first_line} is used", line=line, column=named[0])
 
 
 def _show_key(key: str) -> str:

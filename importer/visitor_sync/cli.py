@@ -7,30 +7,41 @@ import logging
 import sys
 import tempfile
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
+from pydantic import ValidationError
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from visitor_sync.config import ImportConfig, Notifications, NotifyWhen, PickupDefault
-from visitor_sync.db.database import connect, migrate
+from visitor_sync.db.database import SchemaTooNew, connect, describe_failure, migrate
 from visitor_sync.issues import Severity
 from visitor_sync.locking import DistrictBusy
 from visitor_sync.notify import SmtpSettings, SmtpSettingsError, notify
-from visitor_sync.pipeline import ALL_HELD, Importer, stored_issues
+from visitor_sync.pipeline import ALL_HELD, Importer, pending_held, stored_issues
 from visitor_sync.report import describe, render_text
 from visitor_sync.samples import write_district
 from visitor_sync.sftp.factory import SourceConfigError, open_source
 from visitor_sync.sftp.source import SftpUnavailable
 from visitor_sync.sources import FileList, LocalFolderSource
 from visitor_sync.summary import TERMINATION_MESSAGE_LIMIT, ImportSummary
+from visitor_sync.termination import EXIT_TERMINATED, Terminated, stop_on_sigterm
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 #: Exit status when another run holds the district (EX_TEMPFAIL: try again later).
 EXIT_BUSY = 75
-#: Exit status when the database failed while applying a file (the file stays).
-EXIT_INFRASTRUCTURE = 1
+#: Exit status when the database could not be used, at start or mid-run (the file stays).
+EXIT_DATABASE = 1
+#: Exit status of a usage error: bad options or ImportConfig (retrying cannot help).
+EXIT_USAGE = 2
 #: Exit status when the SFTP server could not be used (EX_UNAVAILABLE: try again later).
 EXIT_UNAVAILABLE = 69
+#: Exit status when the command line asks for something that cannot be done (as click's).
+EXIT_USAGE = 2
 
 
 class TerminalProgress:
@@ -116,8 +127,8 @@ def validate(output: str, files: tuple[Path, ...]) -> None:
 @click.option("--quiet-period", type=int, help="Seconds a file must be unchanged (default 60).")
 @click.option("--max-deactivate-percent", type=float, help="Safety hold threshold (default 10).")
 @click.option("--pickup-default", type=click.Choice([choice.value for choice in PickupDefault]),
-              help="Pickup permission of links from a visitors file with no pickup column "
-                   "(default allow).")
+              help="Pickup permission of the links a visitors file with no pickup column "
+                   "creates (default allow).")
 @click.option("--approve-held", is_flag=False, flag_value=ALL_HELD, default=None,
               metavar="[RUN_ID]",
               help="Apply held files: those of RUN_ID, or all pending ones when no id is given.")
@@ -143,49 +154,125 @@ def import_(district_id: str | None, source: str, sftp_key: Path | None,
     $VISITOR_SYNC_SMTP_*) or, without SMTP, written to --outbox; a mail problem is
     reported in the summary and never changes the exit status.
 
-    Exit status 0 when the run completed, whatever the data said; non-zero
-    only when the infrastructure failed (75: another run holds the district;
-    69: the SFTP server could not be reached, was not trusted or dropped the link).
+    Exit status 0 when the run completed, whatever the data said; otherwise 1: the
+    database failed; 2: usage error (options, ImportConfig); 69: the SFTP server could
+    not be reached, was not trusted or dropped the link; 75: another run holds the
+    district; 143: stopped by SIGTERM (the file in progress rolled back).
     """
-    settings = json.loads(config_file.read_text()) if config_file else {}
-    overrides = {"district_id": district_id, "quiet_period_seconds": quiet_period,
-                 "max_deactivate_percent": max_deactivate_percent,
-                 "pickup_default": pickup_default}
-    settings.update({key: value for key, value in overrides.items() if value is not None})
-    config = ImportConfig.model_validate(settings)
+    config = _import_config(config_file, termination_log, district_id=district_id,
+                            quiet_period_seconds=quiet_period,
+                            max_deactivate_percent=max_deactivate_percent,
+                            pickup_default=pickup_default)
     if approve_held is None:
         approve_held = config.approve_held_run
     try:
         smtp = SmtpSettings.from_env()
     except SmtpSettingsError as error:
-        raise click.UsageError(str(error)) from error
-    engine = connect(db_url)
-    migrate(engine)
+        _give_up(f"usage error: {error}", EXIT_USAGE, termination_log)
     try:
-        with open_source(source, key_file=sftp_key, password_file=sftp_password_file,
-                         known_hosts=known_hosts) as inbox:
-            summary = Importer(engine, inbox, config, approve_held=approve_held,
-                               progress=_progress()).run()
+        with stop_on_sigterm():
+            engine = _connect(db_url, termination_log)
+            migrate(engine)
+            if approve_held not in (None, ALL_HELD):
+                _check_approval(engine, config.district_id, approve_held, termination_log)
+            with open_source(source, key_file=sftp_key, password_file=sftp_password_file,
+                             known_hosts=known_hosts) as inbox:
+                summary = Importer(engine, inbox, config, approve_held=approve_held,
+                                   progress=_progress()).run()
+            summary = notify(engine, summary, config, smtp=smtp, outbox=outbox,
+                             recipients=recipients)
     except SourceConfigError as error:
-        raise click.UsageError(str(error)) from error
+        _give_up(f"usage error: {error}", EXIT_USAGE, termination_log)
     except DistrictBusy as busy:
         _give_up(f"{busy}", EXIT_BUSY, termination_log)
     except SftpUnavailable as error:
         _give_up(f"SFTP unavailable: {error}", EXIT_UNAVAILABLE, termination_log)
-    summary = notify(engine, summary, config, smtp=smtp, outbox=outbox, recipients=recipients)
+    except SchemaTooNew as error:
+        _give_up(f"database_error: {error}", EXIT_DATABASE, termination_log)
+    except SQLAlchemyError as error:
+        _give_up(f"database_error: {describe_failure(error, make_url(db_url))}", EXIT_DATABASE,
+                 termination_log)
+    except Terminated as stop:
+        if stop.summary is None:
+            _give_up("stopped by SIGTERM before the run started", EXIT_TERMINATED,
+                     termination_log)
+        _report(stop.summary, output)
+        _give_up("stopped by SIGTERM: the file in progress was rolled back and stays for "
+                 "the next run", EXIT_TERMINATED, termination_log,
+                 stop.summary.termination_message())
     _report(summary, output)
-    if termination_log is not None:
-        termination_log.write_text(summary.termination_message(), encoding="utf-8")
+    _write_termination_log(termination_log, summary.termination_message())
     if summary.infrastructure_failed:
-        sys.exit(EXIT_INFRASTRUCTURE)
+        sys.exit(EXIT_DATABASE)
 
 
-def _give_up(reason: str, status: int, termination_log: Path | None) -> NoReturn:
-    """Stop a run that could not happen, saying why on stderr and in the termination log."""
+def _connect(db_url: str, termination_log: Path | None) -> Engine:
+    try:
+        return connect(db_url)
+    except OSError as error:  # SQLite: the database's folder cannot be made
+        _give_up(f"database_error: {describe_failure(error, make_url(db_url))}",
+                 EXIT_DATABASE, termination_log)
+
+
+def _import_config(config_file: Path | None, termination_log: Path | None,
+                   **flags: object) -> ImportConfig:
+    """The run's ImportConfig: the --config document, overridden by the flags given;
+    a broken one is a usage error (exit 2: the Job fails at once, retrying cannot help)."""
+    settings: object = {}
+    if config_file is not None:
+        try:
+            settings = json.loads(config_file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            _give_up(f"usage error: cannot read ImportConfig {config_file}: {error}",
+                     EXIT_USAGE, termination_log)
+    if not isinstance(settings, dict):
+        _give_up(f"usage error: ImportConfig {config_file} is not a JSON object", EXIT_USAGE,
+                 termination_log)
+    settings.update({key: value for key, value in flags.items() if value is not None})
+    if "district_id" not in settings:
+        _give_up("usage error: --district is required (or district_id in --config)",
+                 EXIT_USAGE, termination_log)
+    try:
+        return ImportConfig.model_validate(settings)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(map(str, problem['loc'])) or 'document'}: {problem['msg']}"
+            for problem in error.errors(include_url=False))
+        _give_up(f"usage error: invalid ImportConfig: {problems}", EXIT_USAGE, termination_log)
+
+
+def _check_approval(engine: Engine, district_id: str, run_id: str,
+                    termination_log: Path | None) -> None:
+    """Stop before importing when the run to approve holds nothing: a mistyped id would
+    otherwise pass for an approval."""
+    held = pending_held(engine, district_id)
+    if any(file.run_id == run_id for file in held):
+        return
+    pending = ", ".join(f"{file.file} held by run {file.run_id}" for file in held) or "none"
+    _give_up(f"run {run_id} holds no file of district {district_id} awaiting approval, so "
+             f"nothing was approved or imported (files awaiting approval: {pending})",
+             EXIT_USAGE, termination_log)
+
+
+def _give_up(reason: str, status: int, termination_log: Path | None,
+             message: str | None = None) -> NoReturn:
+    """End a run that could not happen (or was stopped), saying why in one line on
+    stderr, and ``message`` (default: the reason) in the termination log."""
     click.echo(f"visitor-sync: {reason}", err=True)
-    if termination_log is not None:
-        termination_log.write_text(reason[:TERMINATION_MESSAGE_LIMIT], encoding="utf-8")
+    _write_termination_log(termination_log, message or reason[:TERMINATION_MESSAGE_LIMIT])
     sys.exit(status)
+
+
+def _write_termination_log(path: Path | None, message: str) -> None:
+    """Best effort: the run's outcome is already recorded in the database, so a
+    termination log that cannot be written is a warning, never a failed run."""
+    if path is None:
+        return
+    try:
+        path.write_text(message, encoding="utf-8")
+    except OSError as error:
+        click.echo(f"visitor-sync: warning: cannot write the termination log {path}: "
+                   f"{error.strerror or error}", err=True)
 
 
 def _report(summary: ImportSummary, output: str) -> None:

@@ -86,10 +86,10 @@ class ImportConfig(BaseModel):
                           "such as 'students' accepts its vendor layouts too.")
     pickup_default: PickupDefault = Field(
         PickupDefault.ALLOW,
-        description="Pickup permission of visitor links from a visitors file with no pickup "
-                    "column at all (`allow` or `deny`); a present column always decides, an "
-                    "empty cell in it means no pickup, and layouts whose system never states "
-                    "pickup (Clever) are always `deny`.")
+        description="Pickup permission of the visitor links a visitors file with no pickup "
+                    "column at all creates (`allow` or `deny`; stored links keep theirs); a "
+                    "present column always decides, an empty cell in it means no pickup, and "
+                    "layouts whose system never states pickup (Clever) are always `deny`.")
     approve_held_run: str | None = Field(
         None, max_length=36, pattern=r"^[A-Za-z0-9-]+$",
         description="Run id whose held files the run applies (the operator sets it from the "

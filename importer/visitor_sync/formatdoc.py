@@ -67,9 +67,16 @@ ERROR_CODES: dict[str, tuple[Kind, str]] = {
                                     "(one file per type per run)"),
     "file_too_large": (Kind.FILE, "the file is larger than `limits.max_file_bytes`"),
     "binary_file": (Kind.FILE, "the file holds NUL bytes (not a text export)"),
-    "invalid_encoding": (Kind.FILE, "the file is neither UTF-8 nor Windows-1252 text"),
+    "invalid_encoding": (Kind.FILE, "a line is neither UTF-8 nor Windows-1252 text (or not "
+                                    "UTF-16 in a file with a UTF-16 BOM)"),
+    "mixed_encoding": (Kind.FILE, "the file mixes encodings: a line that is not UTF-8 in a "
+                                  "file with UTF-8 text or a UTF-8 BOM"),
     "empty_file": (Kind.FILE, "the file has no header row"),
-    "malformed_csv": (Kind.FILE, "the CSV cannot be parsed (e.g. a stray quote)"),
+    "malformed_csv": (Kind.FILE, "the CSV cannot be parsed (e.g. text after a closing "
+                                 "quote)"),
+    "unclosed_quote": (Kind.FILE, "a quoted value is never closed: it runs to the end of the "
+                                  "file, closes in the middle of a later value, or takes in "
+                                  "later lines holding the delimiter"),
     "field_too_long": (Kind.FILE, "a field is longer than `limits.max_field_chars` "
                                   "(often an unclosed quote)"),
     "too_many_rows": (Kind.FILE, "the file has more data rows than `limits.max_rows`"),
@@ -97,6 +104,9 @@ ERROR_CODES: dict[str, tuple[Kind, str]] = {
                                      "(upload it again)"),
     "database_error": (Kind.FILE, "the database failed while applying the file; nothing was "
                                   "applied, the file stays and is tried again next run"),
+    "interrupted": (Kind.FILE, "the run was stopped (SIGTERM: a deadline, an eviction) while "
+                               "applying the file; nothing was applied, the file stays and is "
+                               "tried again next run"),
     "missing_column": (Kind.FILE, "a required column is not in the header row "
                                   "(every missing column is listed)"),
     "unmapped_safety_column": (
@@ -131,7 +141,9 @@ ERROR_CODES: dict[str, tuple[Kind, str]] = {
                                 "(every row after the first)"),
     "unknown_student": (Kind.ROW, "Student ID does not name an active student of the "
                                   "district"),
-    "unknown_school": (Kind.ROW, "School ID does not name a school of the district"),
+    "unknown_school": (Kind.ROW, "School ID does not name a school of the district (schools "
+                                 "come from the rows of students files, and from Clever's "
+                                 "schools.csv)"),
     "unused_file": (Kind.WARNING, "a file of Clever's format this import does not use "
                                   "(`sections.csv`, `enrollments.csv`, `staff.csv`, "
                                   "`admins.csv`): reported as ignored and removed"),
@@ -144,8 +156,9 @@ ERROR_CODES: dict[str, tuple[Kind, str]] = {
     "unknown_agent": (Kind.WARNING, "agentSourcedIds names a user not in users.csv; that link "
                                     "is ignored"),
     "conflicting_values": (Kind.WARNING, "a record repeated on several rows (a visitor, a "
-                                         "school) has other details than on its first row; "
-                                         "the first row wins"),
+                                         "school) has other details than on its first row "
+                                         "(the reason names the columns); the first row "
+                                         "wins"),
 }
 
 
@@ -408,9 +421,10 @@ def validator_notes(model: type[BaseModel]) -> list[str]:
 
 def fillers_of(reference: Reference) -> list[str]:
     """File names whose types fill the table a reference points at."""
-    return [f"`{name}`" for file_type in FILE_TYPES.values()
-            if any(target.model is reference.model for target in file_type.targets)
-            for name in file_type.file_names]
+    return list(dict.fromkeys(
+        f"`{name}`" for file_type in FILE_TYPES.values()
+        if any(target.model is reference.model for target in file_type.targets)
+        for name in file_type.file_names))
 
 
 # -- rendering ----------------------------------------------------------------------------
@@ -469,6 +483,10 @@ def render_file_type(file_type: FileType) -> str:
             line += (f". Rows repeating a {_headers(file_type, key)} must agree on "
                      f"{', '.join(file_type.header_of(name) for name in shared)}: the first "
                      "row wins, later differing rows get `conflicting_values`")
+            if target.mode is not SyncMode.UPSERT:
+                line += (f". A {target.name.removesuffix('s').replace('_', ' ')} is active "
+                         "while any of its rows is (`Active` = 0 on one row deactivates only "
+                         "what that row alone fills)")
         if target.on_create is not None:
             doc = inspect.getdoc(target.on_create) or target.on_create.__name__
             line += f". New records: {doc[0].lower()}{doc[1:].rstrip('.')}"
@@ -483,14 +501,15 @@ def render_file_type(file_type: FileType) -> str:
     if any(file_type.field_of(header) == "active" for header in file_type.headers):
         lines.append("- **Active** = 0 deactivates the record as absence from the file does")
     if PICKUP_FIELD in file_type.row_fields:
-        without = ("takes the district's `pickup_default` (`allow` unless set)"
-                   if file_type.follows_pickup_default else "is stored as no pickup")
+        without = ("every link it creates takes the district's `pickup_default` (`allow` "
+                   "unless set) and stored links keep theirs"
+                   if file_type.follows_pickup_default else "every link is stored as no pickup")
         if any(file_type.field_of(header) == PICKUP_FIELD for header in file_type.headers):
             header = file_type.header_of(PICKUP_FIELD)
             rule = (f"an empty {header} cell means no pickup; from a file without a {header} "
-                    f"column, every link {without}")
+                    f"column, {without}")
         else:
-            rule = f"this format has no pickup column: every link {without}"
+            rule = f"this format has no pickup column: {without}"
         lines.append(f"- **Pickup** fails closed: {rule}; a column that looks like a pickup, "
                      "custody or emergency flag but is not mapped refuses the file "
                      "(`unmapped_safety_column`)")

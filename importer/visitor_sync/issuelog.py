@@ -5,11 +5,12 @@ wait in a temporary file and are written to ``import_errors`` in batches by
 :meth:`IssueLog.flush`, after the file's data statements are done. Writing
 them earlier would interleave with the COPY that is still loading the stage on
 the same connection, and a safety hold's rollback would take them away.
-The log keeps the counts and the first few issues for the run summary.
+The log keeps the counts and the first few issues (by line) for the run summary.
 """
 
 from __future__ import annotations
 
+import heapq
 import json
 import tempfile
 from collections.abc import Iterable
@@ -29,19 +30,30 @@ _SPOOL_BYTES = 4 << 20
 class IssueLog:
     def __init__(self, connection: Connection, file_result_id: int) -> None:
         self._connection = connection
-        self._file_result_id = file_result_id
+        self.file_result_id = file_result_id
         self._spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES, mode="w+")  # noqa: SIM115 - closed by flush
         self.errors = 0
         self.warnings = 0
-        self.first: list[Issue] = []
+        #: the issues of the smallest lines so far, as a heap whose top is the one to drop
+        #: next: ``(-line, -order, issue)`` (checks find issues out of line order)
+        self._first: list[tuple[int, int, Issue]] = []
+
+    @property
+    def first(self) -> list[Issue]:
+        """The first :data:`FIRST_ISSUES` issues in line order (whole-file ones first)."""
+        return [issue for *_, issue in sorted(self._first, key=lambda kept: kept[:2],
+                                              reverse=True)]
 
     def add(self, issue: Issue) -> None:
         if issue.severity is Severity.ERROR:
             self.errors += 1
         else:
             self.warnings += 1
-        if len(self.first) < FIRST_ISSUES:
-            self.first.append(issue)
+        kept = (-(issue.line or 0), -(self.errors + self.warnings), issue)
+        if len(self._first) < FIRST_ISSUES:
+            heapq.heappush(self._first, kept)
+        elif kept[:2] > self._first[0][:2]:
+            heapq.heapreplace(self._first, kept)
         self._spool.write(issue.model_dump_json() + "\n")
 
     def extend(self, issues: Iterable[Issue]) -> None:
@@ -53,7 +65,7 @@ class IssueLog:
         self._spool.seek(0)
         batch: list[dict[str, object]] = []
         for line in self._spool:
-            batch.append({"file_result_id": self._file_result_id, **json.loads(line)})
+            batch.append({"file_result_id": self.file_result_id, **json.loads(line)})
             if len(batch) >= _BATCH:
                 self._connection.execute(insert(ImportIssue), batch)
                 batch = []

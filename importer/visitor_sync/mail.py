@@ -29,6 +29,8 @@ _INTRO = {
     RunResult.HELD: "A file was held for review instead of applied. Nothing from it has "
                     "changed; support will approve it or you can upload a corrected file.",
     RunResult.FAILED: "No file could be imported. Fix the errors below and upload again.",
+    RunResult.WAITING: "Your files were uploaded moments ago and may still be uploading, so "
+                       "none was read yet; the next run imports them (see below for when).",
 }
 _FILE_HEADINGS = ("file", "status", "created", "updated", "unchanged", "deactivated",
                   "rejected", "held", "errors")
@@ -170,6 +172,8 @@ def _report_text(summary: ImportSummary, name: str, listed: list[Issue], total: 
     for outcome in summary.files:
         if outcome.held_reason:
             lines += ["", f"{outcome.file} is held: {outcome.held_reason}"]
+        if outcome.waiting_reason:
+            lines += ["", f"{outcome.file} is waiting: {outcome.waiting_reason}"]
     if listed:
         lines += ["", f"{_issues_heading(summary)}:", ""]
         lines += aligned([_ERROR_HEADINGS, *map(_error_row, listed)])
@@ -205,6 +209,8 @@ def _report_html(summary: ImportSummary, name: str, listed: list[Issue], total: 
         parts.append("<p>No files were waiting in the drop box.</p>")
     parts += [f"<p><b>{_e(outcome.file)}</b> is held: {_e(outcome.held_reason)}</p>"
               for outcome in summary.files if outcome.held_reason]
+    parts += [f"<p><b>{_e(outcome.file)}</b> is waiting: {_e(outcome.waiting_reason)}</p>"
+              for outcome in summary.files if outcome.waiting_reason]
     if listed:
         parts.append(f"<h3>{_e(_issues_heading(summary))}</h3>")
         parts.append(_html_table(_ERROR_HEADINGS, map(_error_row, listed)))

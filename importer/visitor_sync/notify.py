@@ -378,7 +378,7 @@ def _send_invitations(engine: Engine, summary: ImportSummary, config: ImportConf
                       postbox: _Postbox) -> tuple[int, int]:
     """One invitation per pending account, under the district lock so no other run races it."""
     try:
-        with district_lock(engine, config.district_id, summary.run_id):
+        with district_lock(engine, config.district_id):
             return _deliver_invitations(engine, config, postbox)
     except DistrictBusy:
         log.info("another run of %s started; it sends the pending invitations",

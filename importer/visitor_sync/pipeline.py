@@ -19,12 +19,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol, cast
 
-from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from visitor_sync import checks
 from visitor_sync.config import ImportConfig
 from visitor_sync.csvfile import CsvTable, FileFacts, inspect_file
+from visitor_sync.db.database import describe_failure
 from visitor_sync.db.schema import (
     District,
     HeldFile,
@@ -33,24 +34,34 @@ from visitor_sync.db.schema import (
     ImportRun,
     SyncedRecord,
 )
-from visitor_sync.filetypes import by_header, format_named, provided_kinds
+from visitor_sync.filetypes import by_header, file_type_for, format_named, provided_kinds
 from visitor_sync.filetypes.base import FileType
 from visitor_sync.issuelog import IssueLog
 from visitor_sync.issues import FileRejected, Issue
-from visitor_sync.locking import district_lock, heartbeat
+from visitor_sync.locking import district_lock
 from visitor_sync.planning import Work, classify, in_run_order, kind_of, member_types
 from visitor_sync.reconcile import Counts, TargetSync
+from visitor_sync.rejections import RejectedRecords
 from visitor_sync.safety import absent_field_defaults
 from visitor_sync.sources import (
     FileChanged,
     Inbox,
     Source,
     SourceUnavailable,
+    Waiting,
     held_location,
     ready,
 )
 from visitor_sync.staging import Stage
-from visitor_sync.summary import FileOutcome, FileStatus, ImportSummary, run_result
+from visitor_sync.summary import (
+    FileOutcome,
+    FileStatus,
+    ImportSummary,
+    PendingHeld,
+    RunResult,
+    run_result,
+)
+from visitor_sync.termination import Terminated, deferred, stop_if_asked
 from visitor_sync.validation import Member, RowValidator, csv_member
 
 log = logging.getLogger(__name__)
@@ -87,10 +98,12 @@ class Importer:
         self.trigger = trigger
         self.progress = progress
         self.run_id = str(uuid.uuid4())
-        self.waiting: list[str] = []
+        self.waiting: list[Waiting] = []
         self._file_started = 0.0
         #: the types of the tables this run applies
         self._present: set[FileType] = set()
+        #: rows earlier files of the run rejected, to explain references to them
+        self._rejected = RejectedRecords()
         #: kinds an earlier file of the run already provided besides its own (Clever's
         #: students.csv provides visitors), with that file's name
         self._provided: dict[str, str] = {}
@@ -129,7 +142,7 @@ class Importer:
     def run(self) -> ImportSummary:
         started = datetime.now(UTC)
         self._ensure_district(started)
-        with district_lock(self.engine, self.district_id, self.run_id):
+        with district_lock(self.engine, self.district_id) as lock:
             with self.engine.begin() as connection:
                 # With the lock held, a run still marked running died mid-way.
                 connection.execute(update(ImportRun).where(
@@ -138,36 +151,62 @@ class Importer:
                 connection.execute(insert(ImportRun).values(
                     id=self.run_id, district_id=self.district_id, started_at=started,
                     result="running", trigger=self.trigger))
-            if not self.validate_only:
-                self._expire_held(started)
-            outcomes = []
-            work = self._plan()
-            self._present = {member for item in work if item.rejection is None
-                             for member in member_types(item.file_type)}
-            for item in work:
-                outcomes += self._process(item)
-                heartbeat(self.engine, self.district_id, self.run_id)
-            outcomes += [FileOutcome(file=name, status=FileStatus.WAITING)
-                         for name in self.waiting]
-            held_pending, oldest_held_at = self._held_backlog()
-            summary = ImportSummary(run_id=self.run_id, district_id=self.district_id,
-                                    result=run_result(outcomes), started_at=started,
-                                    finished_at=datetime.now(UTC), files=outcomes,
-                                    held_pending=held_pending, oldest_held_at=oldest_held_at)
-            with self.engine.begin() as connection:
-                connection.execute(update(ImportRun).where(ImportRun.id == self.run_id).values(
-                    finished_at=summary.finished_at, result=summary.result.value,
-                    summary=summary.model_dump(mode="json")))
+            outcomes: list[FileOutcome] = []
+            left: list[Work] = []
+            try:
+                if not self.validate_only:
+                    self._expire_held(started)
+                left = self._plan()
+                self._present = {member for item in left if item.rejection is None
+                                 for member in member_types(item.file_type)}
+                while left:
+                    outcomes += self._process(left[0])
+                    left.pop(0)
+                    stop_if_asked()  # a SIGTERM that came while the file was being removed
+                    lock.check()
+            except Terminated as stop:
+                stop.summary = self._stopped(started, outcomes, left)
+                raise
+            return self._finish(started, outcomes)
+
+    def _finish(self, started: datetime, outcomes: list[FileOutcome],
+                result: RunResult | None = None) -> ImportSummary:
+        """The run's summary, recorded on its run row."""
+        outcomes = outcomes + [_waiting(waiting.file.name, waiting.reason)
+                               for waiting in self.waiting]
+        held = pending_held(self.engine, self.district_id)
+        summary = ImportSummary(run_id=self.run_id, district_id=self.district_id,
+                                result=result or run_result(outcomes), started_at=started,
+                                finished_at=datetime.now(UTC), files=outcomes,
+                                held_pending=len(held), pending_held=held,
+                                oldest_held_at=min((file.held_at for file in held),
+                                                   default=None))
+        with self.engine.begin() as connection:
+            connection.execute(update(ImportRun).where(ImportRun.id == self.run_id).values(
+                finished_at=summary.finished_at, result=summary.result.value,
+                summary=summary.model_dump(mode="json")))
         return summary
 
-    def _held_backlog(self) -> tuple[int, datetime | None]:
-        """How many held files still wait for approval after this run, and since when."""
-        with self.engine.connect() as connection:
-            count, oldest = connection.execute(
-                select(func.count(), func.min(HeldFile.held_at))
-                .where(HeldFile.district_id == self.district_id,
-                       HeldFile.state == "pending")).one()
-        return count, oldest.replace(tzinfo=UTC) if oldest and oldest.tzinfo is None else oldest
+    def _stopped(self, started: datetime, outcomes: list[FileOutcome],
+                 left: list[Work]) -> ImportSummary:
+        """What a run stopped by SIGTERM did (a failed run): the file in progress was
+        rolled back and stays, like the files it did not reach. Recorded when the
+        database allows."""
+        outcomes = [*outcomes, *(FileOutcome(
+            file=item.name, type=_type_name(item), status=FileStatus.FAILED, errors=1,
+            issues=FileRejected(
+                "interrupted", "the run was stopped (SIGTERM) while applying the file; nothing "
+                "from it was applied and it stays for the next run").issues(item.name))
+            for item in left[:1]), *(
+            FileOutcome(file=item.name, type=_type_name(item), status=FileStatus.WAITING,
+                        waiting_reason="the run was stopped (SIGTERM) before it was read")
+            for item in left[1:])]
+        try:
+            return self._finish(started, outcomes, RunResult.FAILED)
+        except SQLAlchemyError:  # the next run marks this one aborted
+            return ImportSummary(run_id=self.run_id, district_id=self.district_id,
+                                 result=RunResult.FAILED, started_at=started,
+                                 finished_at=datetime.now(UTC), files=outcomes)
 
     def _ensure_district(self, now: datetime) -> None:
         with self.engine.connect() as connection:
@@ -184,8 +223,7 @@ class Importer:
 
     def _plan(self) -> list[Work]:
         listed = self.source.list_files()
-        settled, waiting = ready(listed, time.time(), self.config.quiet_period_seconds)
-        self.waiting = [file.name for file in waiting]
+        settled, self.waiting = ready(listed, time.time(), self.config.quiet_period_seconds)
         work, by_kind = classify(settled, self.source, self.config.accepted_types)
         if not self.validate_only:
             work += self._held_work(by_kind)
@@ -226,7 +264,8 @@ class Importer:
             with item.fetch() as path:
                 outcomes = self._outcomes(item, path)
         except FileChanged:
-            return [FileOutcome(file=item.name, type=_type_name(item), status=FileStatus.WAITING)]
+            return [_waiting(item.name, "it changed while it was being read (still "
+                                        "uploading); the next run reads it")]
         except FileNotFoundError:
             if item.held is None:
                 raise
@@ -234,8 +273,11 @@ class Importer:
                 "held_file_missing", "the held file is no longer in the held area; "
                 "upload the file again"), FileStatus.REJECTED)]
         except SQLAlchemyError as error:
-            # Not the district's fault: the file stays where it is for the next run.
-            log.exception("database failure while importing %s", item.name)
+            # Not the district's fault: the file stays where it is for the next run. When
+            # the database is gone, recording this fails too and the CLI says why, once.
+            log.info("database failure while importing %s: %s", item.name,
+                     describe_failure(error, self.engine.url))
+            log.debug("database failure while importing %s", item.name, exc_info=True)
             return [self._record_failure(item, FileRejected(
                 "database_error", f"the database failed while applying the file "
                 f"({type(error).__name__}); nothing from it was applied and it will be "
@@ -249,7 +291,8 @@ class Importer:
                 "nothing from it was applied, it stays for the next run and support has "
                 "been told by the logs"), FileStatus.FAILED)]
         if not self.validate_only:
-            self._dispose(item, _overall(outcomes))
+            with deferred():  # recorded: removing it must not be cut short by SIGTERM
+                self._dispose(item, _overall(outcomes))
         return outcomes
 
     def _outcomes(self, item: Work, path: Path) -> list[FileOutcome]:
@@ -341,6 +384,8 @@ class Importer:
         log.extend(member.warnings)
         stage = Stage(member.file_type)
         stage.create(connection)
+        # cells assumed for columns the header lacks (the district's pickup_default); like
+        # any absent column's, they are what new records get: stored records keep theirs
         validator = RowValidator(member, stage, log, absent_field_defaults(
             member.file_type, set(member.columns.written), self.config))
         if self.progress is not None:
@@ -354,11 +399,11 @@ class Importer:
         for reference in member.file_type.references:
             if not self.validate_only or self._filled_by_run(reference.model):
                 log.extend(checks.unknown_references(connection, stage, columns, reference,
-                                                     self.district_id, label))
+                                                     self.district_id, label, self._rejected))
         log.extend(checks.conflicting_rows(connection, stage, columns, label))
         counts, held_reason = Counts(), None
         if self._needs_applying(member.file_type):
-            syncs = [TargetSync(stage, target, self.district_id)
+            syncs = [TargetSync(stage, target, self.district_id, member.given)
                      for target in member.file_type.targets]
             now = datetime.now(UTC)
             # every target is applied; the primary one's counts are the member's, and
@@ -369,6 +414,8 @@ class Importer:
                                 if (reason := sync.hold_reason(
                                     target_counts, self.config.max_deactivate_percent))), None)
         rejected_rows = stage.skipped_rows(connection)
+        if rejected_rows:
+            self._rejected.remember(connection, stage, label, log.file_result_id)
         stage.drop(connection)
         return counts, held_reason, validator.rows_read, rejected_rows
 
@@ -498,6 +545,26 @@ class _KnownRecords:
 
 def _type_name(item: Work) -> str | None:
     return item.file_type.name if item.file_type is not None else None
+
+
+def _waiting(name: str, reason: str) -> FileOutcome:
+    """A file left for a later run, typed by its name (it was not read)."""
+    file_format = file_type_for(name)
+    return FileOutcome(file=name, type=file_format.name if file_format else None,
+                       status=FileStatus.WAITING, waiting_reason=reason)
+
+
+def pending_held(engine: Engine, district_id: str) -> list[PendingHeld]:
+    """The district's held files still awaiting approval, oldest first."""
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(HeldFile.file_name, HeldFile.run_id, HeldFile.held_at, HeldFile.reason)
+            .where(HeldFile.district_id == district_id, HeldFile.state == "pending")
+            .order_by(HeldFile.held_at, HeldFile.id))
+        return [PendingHeld(file=row.file_name, run_id=row.run_id, reason=row.reason,
+                            held_at=row.held_at.replace(tzinfo=UTC)
+                            if row.held_at.tzinfo is None else row.held_at)
+                for row in rows]
 
 
 def stored_issues(engine: Engine, run_id: str) -> Iterator[Issue]:

@@ -20,6 +20,7 @@ from datetime import datetime
 from sqlalchemy import (
     Boolean,
     Column,
+    ColumnElement,
     Connection,
     DateTime,
     MetaData,
@@ -30,6 +31,7 @@ from sqlalchemy import (
     bindparam,
     case,
     exists,
+    false,
     func,
     insert,
     literal,
@@ -70,27 +72,40 @@ class Counts:
 
 
 class TargetSync:
-    def __init__(self, stage: Stage, target: Target, district_id: str) -> None:
+    def __init__(self, stage: Stage, target: Target, district_id: str,
+                 given: frozenset[str] | None = None) -> None:
         self.stage = stage
         self.target = target
         self.table = target.table
         self.district_id = district_id
+        #: table column -> row field of every column a new record gets
         self.columns = target.fields(stage.file_type.row_fields)
+        #: the columns compared and updated on existing records: those the file gives
+        #: (a column absent from the header keeps what is stored; an empty cell clears)
+        self.updated = [name for name, source in self.columns.items()
+                        if given is None or source in given]
         self.source = self._source()
 
     def _source(self) -> Subquery:
-        """One row per record key: the valid stage rows (the first, where several share it)."""
+        """One row per record key: the valid stage rows. Where several rows share a key (a
+        visitor linked to three students) the first row gives the details, and the record
+        is active while any of its rows is (a visitor with one active link is active)."""
         stage, table = self.stage, self.stage.table
         key = stage.target_key(self.target)
-        active = literal(True) if self.target.mode is SyncMode.UPSERT else table.c.active
+        active: ColumnElement[bool] = table.c.active
         data = [table.c[source] for source in self.columns.values()]
+        firsts = None
+        if self.stage.file_type.target_key(self.target) != self.stage.file_type.key:
+            firsts = first_lines(stage, key, valid_only=True)
+            active = firsts.c.any_active == 1
+        if self.target.mode is SyncMode.UPSERT:
+            active = literal(True)
         query = select(key.label("record_key"), active.label("active"),
                        *(column.label(name) for name, column in zip(self.columns, data,
                                                                     strict=True))
                        ).where(~table.c.skip, key.is_not(None))
-        if self.stage.file_type.target_key(self.target) != self.stage.file_type.key:
-            firsts = first_lines(stage, key, valid_only=True)
-            query = query.where(table.c.seq.in_(select(firsts.c.first_seq)))
+        if firsts is not None:
+            query = query.join(firsts, table.c.seq == firsts.c.first_seq)
         return query.subquery("source")
 
     def _delta(self) -> Table:
@@ -106,11 +121,12 @@ class TargetSync:
 
     def apply(self, connection: Connection, run_id: str, now: datetime) -> Counts:
         """Apply the stage to the table; the returned counts come from the statements."""
-        table, source, data = self.table, self.source, list(self.columns)
+        table, source = self.table, self.source
         joined = source.outerjoin(table, and_(table.c.district_id == self.district_id,
                                               table.c.record_key == source.c.record_key))
         found = table.c.id.is_not(None)
-        differs = or_(*(table.c[name].is_distinct_from(source.c[name]) for name in data))
+        differs = or_(false(), *(table.c[name].is_distinct_from(source.c[name])
+                                 for name in self.updated))
         changing = and_(found, or_(differs, table.c.active != source.c.active))
         counts = Counts()
         (counts.valid_rows, counts.created, counts.deactivated, changes,
@@ -168,7 +184,7 @@ class TargetSync:
                 .values(active=delta.c.active, updated_at=stamp,
                         deactivated_at=case((delta.c.active, null()), (table.c.active, stamp),
                                             else_=table.c.deactivated_at),
-                        **{name: delta.c[name] for name in data}))
+                        **{name: delta.c[name] for name in self.updated}))
 
     def hold_reason(self, counts: Counts, max_deactivate_percent: float) -> str | None:
         """Why applying this file is unsafe (so it must be held), or ``None``."""

@@ -26,6 +26,8 @@ def render_text(summary: ImportSummary, issues_per_file: int = 10) -> str:
     for outcome in summary.files:
         if outcome.held_reason:
             lines += ["", f"{outcome.file} is held: {outcome.held_reason}"]
+        if outcome.waiting_reason:
+            lines += ["", f"{outcome.file} is waiting: {outcome.waiting_reason}"]
         shown = outcome.issues[:issues_per_file]
         if shown:
             lines += ["", f"{outcome.file}:"]
@@ -33,6 +35,12 @@ def render_text(summary: ImportSummary, issues_per_file: int = 10) -> str:
             more = outcome.errors + outcome.warnings - len(shown)
             if more > 0:
                 lines.append(f"  ... and {more:,} more")
+    if summary.pending_held:
+        lines += ["", f"held files awaiting approval ({len(summary.pending_held):,}; apply "
+                      "them with --approve-held RUN_ID):",
+                  *(f"  {line}" for line in aligned([("file", "run", "held at", "why"), *(
+                      (held.file, held.run_id, f"{held.held_at:%Y-%m-%d %H:%M} UTC",
+                       held.reason or "-") for held in summary.pending_held)]))]
     if summary.report_email is not None:
         detail = f" ({summary.report_email_detail})" if summary.report_email_detail else ""
         lines += ["", f"report e-mail: {summary.report_email.value}{detail}"]

@@ -63,11 +63,40 @@ class Source(Inbox, Protocol):
 
 
 
+@dataclass(frozen=True)
+class Waiting:
+    """A file left for a later run, and why (for the district and support)."""
+
+    file: SourceFile
+    reason: str
+
+
 def ready(files: list[SourceFile], now: float, quiet_period: float) -> tuple[
-        list[SourceFile], list[SourceFile]]:
-    """Split into files quiet for the whole period and files that may still be uploading."""
-    settled = [file for file in files if now - file.mtime >= quiet_period]
-    waiting = [file for file in files if now - file.mtime < quiet_period]
+        list[SourceFile], list[Waiting]]:
+    """Split into files quiet for the whole period and files that may still be uploading.
+
+    The server stamps a file it is writing with its own clock; only a client sets a
+    time ahead of it (``put -p`` from a machine whose clock is fast), and clients do
+    that after the last byte. So a file dated up to one quiet period ahead (clock skew
+    between the server and us) waits out the period from its date, and one dated further
+    ahead is settled: it never waits longer than twice the quiet period.
+    """
+    settled: list[SourceFile] = []
+    waiting: list[Waiting] = []
+    for file in files:
+        age = now - file.mtime
+        if age >= quiet_period or -age > quiet_period:
+            settled.append(file)
+            continue
+        left = f"{quiet_period - age:.0f} s"
+        if age >= 0:
+            reason = (f"changed {age:.0f} s ago, within the quiet period of {quiet_period:g} s "
+                      f"(it may still be uploading); the first run after {left} reads it")
+        else:
+            reason = (f"dated {-age:.0f} s in the future (the uploading machine's clock); it "
+                      f"waits out the quiet period of {quiet_period:g} s from that date, "
+                      f"so the first run after {left} reads it")
+        waiting.append(Waiting(file, reason))
     return settled, waiting
 
 

@@ -15,6 +15,8 @@ from pydantic import BaseModel, Field
 from visitor_sync.issues import Issue
 
 TERMINATION_MESSAGE_LIMIT = 4096
+#: fields the termination message leaves out: the operator needs only their counts
+_NOT_FOR_OPERATOR = {"pending_held"}
 
 
 class FileStatus(enum.StrEnum):
@@ -34,6 +36,8 @@ class RunResult(enum.StrEnum):
     PARTIAL = "partial"
     HELD = "held"
     FAILED = "failed"
+    #: every file waited (quiet period): nothing was read, the next run reads them
+    WAITING = "waiting"
 
 
 class ReportEmail(enum.StrEnum):
@@ -72,8 +76,19 @@ class FileOutcome(Counts):
     status: FileStatus
     duration_ms: int = 0
     held_reason: str | None = None
-    #: the first issues of the file; every issue is in the database
+    #: why a waiting file waits, and for how long
+    waiting_reason: str | None = None
+    #: the first issues of the file, in line order; every issue is in the database
     issues: list[Issue] = Field(default_factory=list)
+
+
+class PendingHeld(BaseModel):
+    """A held file still awaiting approval (``--approve-held RUN_ID`` applies it)."""
+
+    file: str
+    run_id: str
+    held_at: datetime
+    reason: str | None = None
 
 
 class ImportSummary(BaseModel):
@@ -97,6 +112,8 @@ class ImportSummary(BaseModel):
     held_pending: int = 0
     #: when the oldest of them was held
     oldest_held_at: datetime | None = None
+    #: those files, for people (the termination message leaves them out: it counts them)
+    pending_held: list[PendingHeld] = Field(default_factory=list)
 
     @property
     def needs_attention(self) -> bool:
@@ -124,23 +141,26 @@ class ImportSummary(BaseModel):
         for keep in (3, 1, 0):
             for outcome in compact.files:
                 outcome.issues = outcome.issues[:keep]
-            text = compact.model_dump_json(exclude_defaults=True)
+            text = compact.model_dump_json(exclude_defaults=True, exclude=_NOT_FOR_OPERATOR)
             if len(text.encode()) <= TERMINATION_MESSAGE_LIMIT:
                 return text
         while compact.files:
             compact.files.pop()
             compact.files_omitted += 1
-            text = compact.model_dump_json(exclude_defaults=True)
+            text = compact.model_dump_json(exclude_defaults=True, exclude=_NOT_FOR_OPERATOR)
             if len(text.encode()) <= TERMINATION_MESSAGE_LIMIT:
                 break
         return text
 
 
 def run_result(files: list[FileOutcome]) -> RunResult:
-    """failed: a file failed for infrastructure reasons, or nothing was applied and
-    something was rejected; held: a file awaits approval; partial: some rows or files
-    in error; success: everything applied cleanly."""
+    """waiting: every file waits for the next run (none was read); failed: a file failed
+    for infrastructure reasons, or nothing was applied and something was rejected; held:
+    a file awaits approval; partial: some rows or files in error; success: everything
+    applied cleanly (or there was nothing to do)."""
     statuses = {outcome.status for outcome in files}
+    if statuses == {FileStatus.WAITING}:
+        return RunResult.WAITING
     if FileStatus.FAILED in statuses:
         return RunResult.FAILED
     if FileStatus.REJECTED in statuses and FileStatus.APPLIED not in statuses \

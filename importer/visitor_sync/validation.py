@@ -40,6 +40,16 @@ class ColumnMap:
         """The header the district used for a field (the canonical one if absent)."""
         return self.written.get(field) or self.file_type.header_of(field)
 
+    @property
+    def given(self) -> frozenset[str]:
+        """The row fields the file says something about: those of its columns. A column
+        left out of the header, or one its layout does not have (an Ascender export has
+        no Email), means "no information", so stored values of its field are kept. A field
+        the layout computes from a column (``FileType.given_with``) is given with it."""
+        written = frozenset(self.written)
+        return written | {field for field, source in self.file_type.given_with.items()
+                          if source in written}
+
 
 #: A row to validate: its first physical line, its values by row field (empty cells
 #: left out), and a problem already found with the row as a whole.
@@ -61,6 +71,9 @@ class Member:
     #: how far through its bytes reading is, of how many, for progress bars
     bytes_read: Callable[[], int] | None = None
     total_bytes: int = 0
+    #: the row fields whose stored values the table may change (``None``: every field);
+    #: new records get every field, the row model's defaults included
+    given: frozenset[str] | None = None
 
 
 def match_header(header: list[str], header_line: int, file_type: FileType,
@@ -110,7 +123,7 @@ def csv_member(table: CsvTable, file_type: FileType, file_name: str, size: int) 
     if file_type.regroup is not None:
         records = file_type.regroup(records, file_name)
     return Member(file_type, file_name, columns, records, warnings, lambda: table.bytes_read,
-                  size)
+                  size, columns.given)
 
 
 def _csv_records(table: CsvTable, columns: ColumnMap, file_name: str) -> Iterator[Record]:

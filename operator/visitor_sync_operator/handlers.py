@@ -270,7 +270,7 @@ def _record(operator: Operator, parent: dict[str, Any], job: dict[str, Any]) -> 
     operator.kube.patch(API_VERSION, KIND, namespace, name, {"status": wanted}, status=True)
     _count(operator, namespace, name, outcome)
     reason, message = describe(outcome)
-    if outcome.result.value == "success":
+    if outcome.result.value in ("success", "waiting"):
         kopf.info(parent, reason=reason, message=message)
     else:
         kopf.warn(parent, reason=reason, message=message)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 from typing import Any
 
 import kopf
@@ -147,12 +148,22 @@ def _owner(child: kopf.Body) -> str | None:
     return None
 
 
+def identity() -> str:
+    """Who this operator is to kopf: the pod's name (``POD_ID``, set by the chart), else
+    host and process.
+
+    kopf's default asks the user database (``getpass.getuser()``), and the image's uid
+    10001 has no entry there and no ``USER``: the operator crashed at start in every pod.
+    """
+    return os.environ.get("POD_ID") or f"{socket.gethostname()}/{os.getpid()}"
+
+
 def run(settings: OperatorSettings, *, verbose: bool = False) -> None:
     """Run the operator until it is stopped (SIGTERM or SIGINT)."""
     metrics = Metrics()
     start_http_server(settings.metrics_port, registry=metrics.registry)
     registry = build_registry(settings, metrics)
     asyncio.run(kopf.operator(
-        registry=registry, standalone=True, clusterwide=not settings.namespaces,
-        namespaces=settings.namespaces,
+        registry=registry, identity=identity(),  # type: ignore[arg-type]  # kopf's NewType
+        standalone=True, clusterwide=not settings.namespaces, namespaces=settings.namespaces,
         liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz"))

@@ -142,7 +142,7 @@ class Metrics:
         self.registry.register(self.fleet)
         self.runs = Counter(
             "visitor_sync_runs", "Import runs finished, by result (success, partial, held, "
-            "failed; a Job that ended without a summary counts as failed).",
+            "failed, waiting; a Job that ended without a summary counts as failed).",
             [*DISTRICT_LABELS, "result"], registry=self.registry)
         self.rows = Counter(
             "visitor_sync_rows", "Rows of imported files, by file type and outcome "

@@ -129,6 +129,10 @@ def describe(outcome: RunOutcome) -> tuple[str, str]:
     counts = (f"{len(summary.files)} file(s): {totals['created']} created, "
               f"{totals['updated']} updated, {totals['deactivated']} deactivated, "
               f"{totals['errors']} error(s)")
+    if summary.result is RunResult.WAITING:
+        waiting = summary.files[0]
+        counts = (f"{len(summary.files)} file(s) waiting, none read; {waiting.file} "
+                  f"{waiting.waiting_reason or 'waits'}")
     notes = [f"{o.file} held: {o.held_reason}" for o in summary.files
              if o.status is FileStatus.HELD]
     notes += [f"{o.file} failed" for o in summary.files if o.status is FileStatus.FAILED]
@@ -138,7 +142,8 @@ def describe(outcome: RunOutcome) -> tuple[str, str]:
               + (f" column {issue.column}" if issue.column else "") + f": {issue.code}"
               for issue in issues]
     reason = {RunResult.SUCCESS: "ImportSucceeded", RunResult.PARTIAL: "ImportPartial",
-              RunResult.HELD: "ImportHeld", RunResult.FAILED: "ImportFailed"}[summary.result]
+              RunResult.HELD: "ImportHeld", RunResult.FAILED: "ImportFailed",
+              RunResult.WAITING: "ImportWaiting"}[summary.result]
     message = f"run {summary.run_id}: {summary.result.value}, {counts}"
     if notes:
         message += "; " + "; ".join(notes)
@@ -166,10 +171,12 @@ def status_after(outcome: RunOutcome, status: dict[str, Any],
         "lastImport": last_import,
         "consecutiveFailedRuns": failed_in_a_row(status.get("consecutiveFailedRuns") or 0,
                                                  summary.result if summary else None),
-        "conditions": set_condition(
-            status.get("conditions") or [], ConditionType.LAST_IMPORT_SUCCEEDED, succeeded,
-            reason, message, generation, outcome.finished_at),
     }
+    if outcome.result is not RunResult.WAITING:
+        # a run that only waited read nothing: the last import's verdict still stands
+        patch["conditions"] = set_condition(
+            status.get("conditions") or [], ConditionType.LAST_IMPORT_SUCCEEDED, succeeded,
+            reason, message, generation, outcome.finished_at)
     if summary is not None:
         patch["heldFilesPending"] = summary.held_pending
         patch["oldestHeldFileTime"] = (timestamp(summary.oldest_held_at)

@@ -164,9 +164,10 @@ class ImportSpec(SpecModel):
     """How the district's files are read where they leave something unsaid."""
 
     pickup_default: PickupDefault = Field(
-        PickupDefault.ALLOW, description="Pickup permission of visitor links from a visitors "
-        "file with no pickup column at all: allow or deny. A present pickup column always "
-        "decides (an empty cell means no pickup); Clever files are always deny.")
+        PickupDefault.ALLOW, description="Pickup permission of the visitor links a visitors "
+        "file with no pickup column at all creates: allow or deny (stored links keep theirs). "
+        "A present pickup column always decides (an empty cell means no pickup); Clever "
+        "files are always deny.")
 
 
 class PauseWindow(SpecModel):

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from visitor_sync.summary import COUNT_FIELDS, Counts, ImportSummary, RunResult
+from visitor_sync.summary import COUNT_FIELDS, Counts, FileStatus, ImportSummary, RunResult
 
 
 class StatusModel(BaseModel):
@@ -59,7 +59,8 @@ class LastImport(StatusModel):
                                "(absent when the Job ended without a summary).")
     started_at: datetime | None = None
     finished_at: datetime
-    result: str = Field(description="success, partial, held or failed.")
+    result: str = Field(description="success, partial, held, failed, or waiting (every "
+                        "file was within the quiet period: nothing was read).")
     counts: dict[str, TypeCounts] = Field(default_factory=dict,
                                           description="Per file type, summed over files.")
     files: int = Field(0, description="Files handled (applied, rejected, held, waiting, "
@@ -136,6 +137,8 @@ def counts_by_type(summary: ImportSummary) -> dict[str, dict[str, int]]:
     """Per-type sums of the per-file counts (zero counts left out to keep the status short)."""
     totals: dict[str, dict[str, int]] = {}
     for outcome in summary.files:
+        if outcome.status is FileStatus.WAITING:
+            continue  # not read: nothing to count
         into = totals.setdefault(outcome.type or "unknown", {})
         for field in COUNT_FIELDS:
             count = getattr(outcome, field)
@@ -146,5 +149,8 @@ def counts_by_type(summary: ImportSummary) -> dict[str, dict[str, int]]:
 
 
 def failed_in_a_row(previous: int, result: RunResult | None) -> int:
-    """Consecutive failed runs after a run with ``result`` (``None``: no summary = failed)."""
+    """Consecutive failed runs after a run with ``result`` (``None``: no summary = failed);
+    a run that only waited neither fails nor ends a series of failures."""
+    if result is RunResult.WAITING:
+        return previous
     return previous + 1 if result in (None, RunResult.FAILED) else 0

@@ -152,6 +152,17 @@ class PostgresServer:
         finally:
             self._remove_dir()
 
+    def halt(self) -> None:
+        """Stop the server but keep its data, like an outage (fast shutdown: open
+        sessions are ended and their transactions rolled back); :meth:`resume` ends it."""
+        self._run("pg_ctl", "-D", str(self.data_dir), "-w", "-m", "fast", "stop")
+        self._running = False
+
+    def resume(self) -> None:
+        """Start a halted server again, on the same port."""
+        self._pg_ctl_start()
+        self._running = True
+
     def __enter__(self) -> PostgresServer:
         return self.start()
 
@@ -243,26 +254,8 @@ class PostgresServer:
         last_error: RuntimeError | None = None
         for _ in range(START_ATTEMPTS):
             self.port = _free_port()
-            options = " ".join(
-                [
-                    "-c listen_addresses=127.0.0.1",
-                    f"-c port={self.port}",
-                    f"-c unix_socket_directories={self.socket_dir}",
-                    "-c fsync=off",
-                    "-c synchronous_commit=off",
-                    "-c full_page_writes=off",
-                ]
-            )
             try:
-                self._run(
-                    "pg_ctl",
-                    "-D", str(self.data_dir),
-                    "-l", str(self.log_file),
-                    "-w",
-                    "-t", str(int(COMMAND_TIMEOUT)),
-                    "-o", options,
-                    "start",
-                )  # fmt: skip
+                self._pg_ctl_start()
             except RuntimeError as error:
                 # Most likely another process grabbed the port between probe and bind.
                 last_error = error
@@ -273,6 +266,28 @@ class PostgresServer:
             f"PostgreSQL did not start after {START_ATTEMPTS} attempts\n"
             f"--- server log ({self.log_file}) ---\n{self._read_log()}"
         ) from last_error
+
+    def _pg_ctl_start(self) -> None:
+        """``pg_ctl start`` on ``self.port``, waiting until the server accepts connections."""
+        options = " ".join(
+            [
+                "-c listen_addresses=127.0.0.1",
+                f"-c port={self.port}",
+                f"-c unix_socket_directories={self.socket_dir}",
+                "-c fsync=off",
+                "-c synchronous_commit=off",
+                "-c full_page_writes=off",
+            ]
+        )
+        self._run(
+            "pg_ctl",
+            "-D", str(self.data_dir),
+            "-l", str(self.log_file),
+            "-w",
+            "-t", str(int(COMMAND_TIMEOUT)),
+            "-o", options,
+            "start",
+        )  # fmt: skip
 
     def _run(self, program: str, *args: str) -> None:
         """Run a server binary, as ``postgres`` when we are root; raise with its output."""

@@ -11,13 +11,27 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+from visitor_sync.locking import migrations_lock
 
 # Staged rows reach SQLite through the DB-API directly: store dates as SQLAlchemy does.
 sqlite3.register_adapter(date, date.isoformat)
 sqlite3.register_adapter(datetime, lambda value: value.isoformat(sep=" "))
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+#: Seconds to wait for a PostgreSQL connection (libpq's default is to wait forever).
+CONNECT_TIMEOUT = 10
+
+
+class SchemaTooNew(Exception):
+    """The database was migrated by a newer release than this importer."""
+
+    def __init__(self, revision: str, head: str) -> None:
+        super().__init__(
+            f"the database schema is at revision {revision}, newer than this importer "
+            f"knows (its newest is {head}); run the importer of the release that migrated it")
 
 
 def connect(url: str) -> Engine:
@@ -31,7 +45,9 @@ def connect(url: str) -> Engine:
         # pysqlite's own implicit BEGIN breaks savepoints: let SQLAlchemy emit BEGIN itself.
         event.listen(engine, "begin", lambda connection: connection.exec_driver_sql("BEGIN"))
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    connect_args = {} if "connect_timeout" in parsed.query else {
+        "connect_timeout": CONNECT_TIMEOUT}
+    return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
 
 
 def _sqlite_pragmas(dbapi_connection: sqlite3.Connection, _record: object) -> None:
@@ -50,9 +66,15 @@ def _alembic_config() -> Config:
 
 
 def migrate(engine: Engine) -> None:
-    """Apply every pending migration (the schema is never created otherwise)."""
+    """Apply every pending migration (the schema is never created otherwise), one
+    process at a time; refuse a schema newer than this code (a rolling upgrade)."""
     config = _alembic_config()
-    with engine.begin() as connection:
+    scripts = ScriptDirectory.from_config(config)
+    with migrations_lock(engine), engine.begin() as connection:
+        revision = MigrationContext.configure(connection).get_current_revision()
+        if revision is not None and revision not in {script.revision
+                                                     for script in scripts.walk_revisions()}:
+            raise SchemaTooNew(revision, str(scripts.get_current_head()))
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
 
@@ -62,3 +84,18 @@ def is_current(engine: Engine) -> bool:
     head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision() == head
+
+
+def describe_failure(error: SQLAlchemyError | OSError, url: URL) -> str:
+    """One line saying where and how the database failed, for logs and the termination
+    log: the driver's first line only (a constraint's DETAIL quotes row values)."""
+    where = f"{url.host}:{url.port or 5432}" if url.host else str(url.database or "memory")
+    original = error.orig if isinstance(error, DBAPIError) else error
+    reason = (str(original).strip().splitlines() or [type(original).__name__])[0]
+    if reason.startswith("connection failed:"):  # psycopg: "... port N failed: <why>"
+        return f"could not connect to {where}: {reason.rpartition('failed: ')[2]}"
+    if isinstance(original, OSError) or reason == "unable to open database file":
+        return f"could not connect to {where}: {reason}"
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return f"lost the connection to {where}: {reason}"
+    return f"{where}: {reason}"

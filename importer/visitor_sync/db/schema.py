@@ -294,17 +294,6 @@ class HeldFile(Base):
     __table_args__ = (Index("ix_held_files_pending", "district_id", "state"),)
 
 
-class DistrictLock(Base):
-    """At most one import per district at a time, across pods and processes."""
-
-    __tablename__ = "district_locks"
-
-    district_id: Mapped[str] = mapped_column(String(63), primary_key=True)
-    run_id: Mapped[str] = mapped_column(String(36))
-    acquired_at: Mapped[datetime]
-    heartbeat_at: Mapped[datetime]
-
-
 RECORD_TABLES = {model.__tablename__: model.__table__ for model in (
     School, Student, Visitor, VisitorStudentLink, Employee, User, Volunteer, CourtOrder,
     BusAssignment)}

@@ -59,8 +59,9 @@ class Target:
     ``key`` names the row fields forming the table's record key (default: the
     file key). A row belongs to the target only when every key field has a
     value. When the target key is coarser than the file key (a visitor on
-    several rows, a school named by many students) the first row wins and the
-    differing later rows get a ``conflicting_values`` warning.
+    several rows, a school named by many students) the first row gives the details
+    and the differing later rows get a ``conflicting_values`` warning; the record is
+    active while any of its rows is.
     """
 
     model: type[SyncedRecord]
@@ -129,6 +130,10 @@ class FileType:
     #: for a layout sharing another type's file name (Clever's students.csv): whether a
     #: header is this layout's; such a layout is chosen by header, never by name alone
     recognised_by: Callable[[list[str]], bool] | None = None
+    #: row fields the row model computes rather than reads -> the field whose column
+    #: makes them given (updated on existing records, not kept): Clever's emergency flag
+    #: comes from Contact_type
+    given_with: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.kind:

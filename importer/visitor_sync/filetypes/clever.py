@@ -150,6 +150,9 @@ CLEVER_STUDENTS = FileType(
              "Password", "Unweighted_gpa", "Weighted_gpa"),
     follows_pickup_default=False,
     recognised_by=is_clever_students_header,
+    # a contact's link always says "no pickup", even over a link stored from another file
+    given_with={"emergency_contact": "contact_type", "contact_first_name": "contact_name",
+                "can_pickup": "contact_sis_id"},
 )
 
 

@@ -47,6 +47,8 @@ def open_source(source: str, *, key_file: Path | None = None,
         if key_file or password_file or known_hosts:
             raise SourceConfigError("--sftp-key, --sftp-password-file and --known-hosts "
                                     "only apply to sftp:// sources")
+        if not Path(source).is_dir():
+            raise SourceConfigError(f"--source {source}: no such folder")
         yield LocalFolderSource(Path(source))
         return
     try:

@@ -1,0 +1,85 @@
+"""SIGTERM stops a run cleanly: what Kubernetes sends at ``activeDeadlineSeconds``,
+on eviction or on a node drain, about 30 s before it kills the pod.
+
+The handler raises :class:`Terminated` in the main thread wherever the run is, so
+the open transaction rolls back as the exception unwinds it, the district lock is
+released and the CLI writes what was done to the termination log. It derives
+from ``BaseException`` so that the per-file ``except Exception`` (which keeps a
+bug in one file from stopping the others) lets it through. While a recorded file
+is removed from the inbox the signal is deferred until the run has counted it:
+a committed file is never reported as rolled back.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from visitor_sync.summary import ImportSummary
+
+#: Exit status of a run stopped by SIGTERM (128 + 15, as a shell reports it).
+EXIT_TERMINATED = 128 + signal.SIGTERM
+
+
+class Terminated(BaseException):
+    """The run was asked to stop; ``summary`` says what it had done, when it got that far."""
+
+    def __init__(self) -> None:
+        super().__init__("stopped by SIGTERM")
+        self.summary: ImportSummary | None = None
+
+
+class _Signal:
+    deferring = False
+    #: a SIGTERM came and has not stopped the run yet
+    pending = False
+
+
+def _stop(_number: int, _frame: FrameType | None) -> None:
+    # Once is enough: a second SIGTERM must not interrupt the cleanup of the first.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _Signal.pending = True
+    if not _Signal.deferring:
+        raise Terminated()
+
+
+def _drop_terminated(unraisable: sys.UnraisableHookArgs) -> None:
+    """A signal that lands in a finaliser (``__del__``) is swallowed there; it stays
+    pending and stops the run at the next :func:`stop_if_asked`, without a traceback."""
+    if not isinstance(unraisable.exc_value, Terminated):
+        sys.__unraisablehook__(unraisable)
+
+
+@contextmanager
+def stop_on_sigterm() -> Iterator[None]:
+    """Turn SIGTERM into :class:`Terminated` inside the block."""
+    previous = signal.signal(signal.SIGTERM, _stop)
+    previous_hook, sys.unraisablehook = sys.unraisablehook, _drop_terminated
+    _Signal.pending = False
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        sys.unraisablehook = previous_hook
+
+
+@contextmanager
+def deferred() -> Iterator[None]:
+    """Keep a SIGTERM that arrives during the block for :func:`stop_if_asked`."""
+    _Signal.deferring = True
+    try:
+        yield
+    finally:
+        _Signal.deferring = False
+
+
+def stop_if_asked() -> None:
+    """Raise :class:`Terminated` for a SIGTERM that has not stopped the run yet (it came
+    during a :func:`deferred` block, or was swallowed by a finaliser)."""
+    if _Signal.pending:
+        raise Terminated()

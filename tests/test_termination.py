@@ -1,0 +1,46 @@
+"""SIGTERM inside the importer process: the signal is never lost, wherever it lands."""
+
+from __future__ import annotations
+
+import gc
+import os
+import signal
+
+import pytest
+
+from visitor_sync.termination import Terminated, deferred, stop_if_asked, stop_on_sigterm
+
+
+def sigterm_myself() -> None:
+    os.kill(os.getpid(), signal.SIGTERM)  # the handler runs as this call returns
+
+
+def test_sigterm_raises_terminated_where_the_run_is() -> None:
+    with pytest.raises(Terminated), stop_on_sigterm():
+        sigterm_myself()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # restored
+
+
+def test_sigterm_during_a_deferred_block_waits_for_the_next_check() -> None:
+    with stop_on_sigterm():
+        with deferred():
+            sigterm_myself()
+        with pytest.raises(Terminated):
+            stop_if_asked()
+
+
+def test_a_sigterm_swallowed_by_a_finaliser_stops_the_run_at_the_next_check(
+        capfd: pytest.CaptureFixture[str]) -> None:
+    """Found by the fault injection: a signal landing in psycopg's ServerCursor.__del__
+    was printed as a traceback and the run went on."""
+
+    class Finalised:
+        def __del__(self) -> None:
+            sigterm_myself()
+
+    with stop_on_sigterm():
+        Finalised()
+        gc.collect()
+        with pytest.raises(Terminated):
+            stop_if_asked()
+    assert "Traceback" not in capfd.readouterr().err
