@@ -236,8 +236,12 @@ def test_report_over_smtp(db_url: str, inbox: Path, tmp_path: Path,
     assert message["X-Visitor-Sync-Run"] == summary.run_id
     with database(db_url) as engine:
         stored = issues(engine, summary)
-        assert run_row(engine, summary.run_id) == (True, json.loads(
-            summary.model_dump_json()))
+        sent, recorded = run_row(engine, summary.run_id)
+        assert sent is True
+        # reasons (cell values) are in the issue rows only, not in the run row or the output
+        assert ImportSummary.model_validate(recorded) == summary
+        assert summary.files[0].issues and not any(
+            issue.reason for outcome in summary.files for issue in outcome.issues)
     assert len(stored) == 14  # 12 bad dates + 2 unknown columns (warnings)
 
     text, html = bodies(message)
@@ -522,8 +526,9 @@ def test_each_new_account_is_invited_once(db_url: str, inbox: Path, tmp_path: Pa
         assert invitation_rows(engine) == {email: (True, 1, None) for email in sent_to}
 
 
-def test_a_refused_invitation_is_tried_again_next_run(db_url: str, inbox: Path,
-                                                      smtp_server: SmtpServer) -> None:
+def test_a_refused_invitation_is_tried_again_next_run(
+        db_url: str, inbox: Path, smtp_server: SmtpServer,
+        caplog: pytest.LogCaptureFixture) -> None:
     smtp_server.recorder.refuse = {"bob@example.org"}
     write_users(inbox)
     with database(db_url) as engine:
@@ -533,6 +538,11 @@ def test_a_refused_invitation_is_tried_again_next_run(db_url: str, inbox: Path,
         assert rows["ann@example.org"] == (True, 1, None)
         sent, attempts, error = rows["bob@example.org"]
         assert (sent, attempts) == (False, 1) and "550" in (error or "")
+        # the server's reply quotes the address (a users.csv value): the log must not
+        assert "bob@example.org" in (error or "")
+        logged = [record.getMessage() for record in caplog.records
+                  if "not sent" in record.getMessage()]
+        assert logged and not any("bob@example.org" in line.lower() for line in logged)
 
         smtp_server.recorder.refuse = set()
         second = run_and_notify(engine, inbox, settings_for(smtp_server.port))

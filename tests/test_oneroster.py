@@ -387,15 +387,20 @@ class Delta:
 
 
 DELTAS = {
-    # FORMATS.md: update, add, tobedeleted and enabledUser=false; orgs.csv and
-    # demographics.csv absent; every record the delta does not name stays as it was
+    # FORMATS.md: update, add and tobedeleted (enabledUser=false is "active, system access
+    # curtailed": no change); orgs.csv and demographics.csv absent; every record the
+    # delta does not name stays as it was
     "update-add-delete": Delta(
         [delta_row("stu-1", givenName="Anabel"), new_guardian("stu-1"),
          delta_row("stu-4", status="tobedeleted"), delta_row("tch-1", enabledUser="false")],
         {"students": {"000101": {"first_name": ("Ana", "Anabel")}, "000104": DEACTIVATED},
          "visitors": {"V009": NEW_GUARDIAN},
-         "visitor_student_links": {link("V009", "000101"): new_link("000101")},
-         "users": {"ari.cohen@district.example.org": DEACTIVATED}}),
+         "visitor_student_links": {link("V009", "000101"): new_link("000101")}}),
+    # OneRoster 1.1: 1.0's status "inactive" is read as "tobedeleted"
+    "inactive-is-tobedeleted": Delta(
+        [delta_row("stu-4", status="inactive"), delta_row("aid-1", status="inactive")],
+        {"students": {"000104": DEACTIVATED},
+         "users": {"cal.diaz@district.example.org": DEACTIVATED}}),
     # the rest isolate one rule each, on records whose School ID is their org's sourcedId
     "link-to-a-student-of-an-earlier-file": Delta(
         [delta_row("stu-3"), new_guardian("stu-2"), delta_row("aid-1")],
@@ -412,14 +417,18 @@ DELTAS = {
 }
 
 
+@pytest.mark.parametrize("version", ["1.1", "1.2"])
 @pytest.mark.parametrize("name", DELTAS)
-def test_delta_changes_only_what_it_names(db_url: str, tmp_path: Path, name: str) -> None:
+def test_delta_changes_only_what_it_names(db_url: str, tmp_path: Path, name: str,
+                                          version: str) -> None:
+    """In 1.2 the delta's roles.csv carries the changed users' roles with their status."""
     delta = DELTAS[name]
     modes = {"users": "delta", "demographics": "delta" if delta.demographics else "absent"}
     inbox = make_inbox(tmp_path, "delta")
-    roster(delta.users, demographics=delta.demographics, orgs=[], modes=modes).write(inbox / ZIP)
+    roster(delta.users, demographics=delta.demographics, orgs=[], modes=modes,
+           version=version).write(inbox / ZIP)
     with database(db_url) as engine:
-        import_clean(engine, tmp_path)
+        import_clean(engine, tmp_path, version)
         before = state(engine)
         summary = run_import(engine, inbox, max_deactivate_percent=50)
         assert (brief(issues(engine, summary)), statuses(summary),
@@ -608,15 +617,17 @@ ROW_ERRORS = roster([*USER_ROWS, *BAD_USERS], demographics=[
 
 
 def test_row_errors_skip_only_their_row(db_url: str, inbox: Path) -> None:
-    """Each bad row is reported on its users.csv line and OneRoster column; every other
-    record of the roster is stored; validate reports the same errors."""
+    """Each bad row is reported on its line and OneRoster column (a birth date on its
+    demographics.csv line); every other record of the roster is stored; validate reports
+    the same errors."""
     path = ROW_ERRORS.write(inbox / ZIP)
-    expected = [(USERS, ROW_ERRORS.line_of("users", sourced_id), column, code, "error")
-                for sourced_id, column, code in (
-                    ("stu-5", "birthDate", "invalid_date"),
-                    ("stu-6", "grades", "invalid_grade"),
-                    ("stu-7", "orgSourcedIds", "missing_value"),
-                    ("tch-3", "email", "missing_value"))]
+    expected = [(f"{ZIP}:demographics.csv", ROW_ERRORS.line_of("demographics", "stu-5"),
+                 "birthDate", "invalid_date", "error")]
+    expected += [(USERS, ROW_ERRORS.line_of("users", sourced_id), column, code, "error")
+                 for sourced_id, column, code in (
+                     ("stu-6", "grades", "invalid_grade"),
+                     ("stu-7", "orgSourcedIds", "missing_value"),
+                     ("tch-3", "email", "missing_value"))]
     assert validate([path]) == (1, expected)
     with database(db_url) as engine:
         summary = run_import(engine, inbox)

@@ -157,6 +157,9 @@ def test_importer_configuration_is_one_mounted_import_config() -> None:
         "5f0c6a52-0000-4000-8000-000000000000", "deny")
     assert [str(r) for r in config.notifications.recipients] == FULL_SPEC["notifications"][
         "recipients"]
+    assert config.retention.model_dump() == {
+        "deactivated_record_days": 730, "error_text_days": 30, "run_history_days": 400,
+        "drop_box_leftover_days": 3}
     container = built["CronJob/springfield-import"]["spec"]["jobTemplate"]["spec"]["template"][
         "spec"]["containers"][0]
     args = container["args"]

@@ -26,8 +26,9 @@ from sqlalchemy import func, select
 
 from tests.support.runs import csv_bytes, database, make_config, table_rows
 from tests.support.sshd import SftpServer, free_port
-from visitor_sync.cli import EXIT_UNAVAILABLE, main
+from visitor_sync.cli import main
 from visitor_sync.db.schema import HeldFile, ImportFileResult, ImportRun
+from visitor_sync.exits import EXIT_UNAVAILABLE
 from visitor_sync.pipeline import Importer
 from visitor_sync.samples import STUDENT_HEADER, student_rows
 from visitor_sync.sftp import source as source_module

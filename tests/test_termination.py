@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import os
 import signal
+import threading
 
 import pytest
 
@@ -44,3 +45,21 @@ def test_a_sigterm_swallowed_by_a_finaliser_stops_the_run_at_the_next_check(
         with pytest.raises(Terminated):
             stop_if_asked()
     assert "Traceback" not in capfd.readouterr().err
+
+
+def test_outside_the_main_thread_sigterm_is_left_alone() -> None:
+    """The CLI may run in a thread (an embedding test); only the main thread gets signals."""
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            with stop_on_sigterm():
+                pass
+        except BaseException as error:  # whatever it was, the test reports it
+            errors.append(error)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    assert errors == []
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL

@@ -16,7 +16,15 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from visitor_sync.config import ImportConfig, Notifications, NotifyWhen, PickupDefault
-from visitor_sync.db.database import SchemaTooNew, connect, describe_failure, migrate
+from visitor_sync.db.database import SchemaTooNew, connect, migrate
+from visitor_sync.exits import (
+    EXIT_BUSY,
+    EXIT_DATABASE,
+    EXIT_TERMINATED,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+)
+from visitor_sync.failures import describe_failure, report_crash
 from visitor_sync.issues import Severity
 from visitor_sync.locking import DistrictBusy
 from visitor_sync.notify import SmtpSettings, SmtpSettingsError, notify
@@ -27,21 +35,10 @@ from visitor_sync.sftp.factory import SourceConfigError, open_source
 from visitor_sync.sftp.source import SftpUnavailable
 from visitor_sync.sources import FileList, LocalFolderSource
 from visitor_sync.summary import TERMINATION_MESSAGE_LIMIT, ImportSummary
-from visitor_sync.termination import EXIT_TERMINATED, Terminated, stop_on_sigterm
+from visitor_sync.termination import Terminated, stop_on_sigterm
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
-
-#: Exit status when another run holds the district (EX_TEMPFAIL: try again later).
-EXIT_BUSY = 75
-#: Exit status when the database could not be used, at start or mid-run (the file stays).
-EXIT_DATABASE = 1
-#: Exit status of a usage error: bad options or ImportConfig (retrying cannot help).
-EXIT_USAGE = 2
-#: Exit status when the SFTP server could not be used (EX_UNAVAILABLE: try again later).
-EXIT_UNAVAILABLE = 69
-#: Exit status when the command line asks for something that cannot be done (as click's).
-EXIT_USAGE = 2
 
 
 class TerminalProgress:
@@ -75,6 +72,7 @@ def main(verbose: bool) -> None:
     """Sync school district roster files into the visitor-management database."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    sys.excepthook = report_crash
 
 
 @main.command()
@@ -154,6 +152,10 @@ def import_(district_id: str | None, source: str, sftp_key: Path | None,
     $VISITOR_SYNC_SMTP_*) or, without SMTP, written to --outbox; a mail problem is
     reported in the summary and never changes the exit status.
 
+    The output (and the termination log) names files, lines, columns and error
+    codes, never the district's values: the reasons are in the report e-mail and
+    the database (and `visitor-sync validate` shows them for files at hand).
+
     Exit status 0 when the run completed, whatever the data said; otherwise 1: the
     database failed; 2: usage error (options, ImportConfig); 69: the SFTP server could
     not be reached, was not trusted or dropped the link; 75: another run holds the
@@ -196,11 +198,11 @@ def import_(district_id: str | None, source: str, sftp_key: Path | None,
         if stop.summary is None:
             _give_up("stopped by SIGTERM before the run started", EXIT_TERMINATED,
                      termination_log)
-        _report(stop.summary, output)
+        _report(stop.summary.without_values(), output)
         _give_up("stopped by SIGTERM: the file in progress was rolled back and stays for "
                  "the next run", EXIT_TERMINATED, termination_log,
                  stop.summary.termination_message())
-    _report(summary, output)
+    _report(summary.without_values(), output)  # a Job's output is its pod's log
     _write_termination_log(termination_log, summary.termination_message())
     if summary.infrastructure_failed:
         sys.exit(EXIT_DATABASE)

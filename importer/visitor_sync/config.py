@@ -37,6 +37,32 @@ class PickupDefault(enum.StrEnum):
     DENY = "deny"
 
 
+class Retention(BaseModel):
+    """How long what the importer no longer needs is kept; applied at the end of every run
+    (in its own transaction, after the run is recorded). Nothing is kept forever."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    deactivated_record_days: int = Field(
+        365, ge=1, le=3650,
+        description="Records absent from the district's exports (deactivated) for longer "
+                    "than this are deleted; one that comes back later is created anew.")
+    error_text_days: int = Field(
+        90, ge=1, le=3650,
+        description="Stored error reasons quote the district's values: after this many days "
+                    "they are erased (file, line, column and code stay), and so are the "
+                    "SMTP errors of invitations.")
+    run_history_days: int = Field(
+        400, ge=1, le=3650,
+        description="Runs older than this are deleted with their file results, issues and "
+                    "resolved held-file records, and so are invitations sent before it "
+                    "(a run with a pending held file is kept).")
+    drop_box_leftover_days: int = Field(
+        7, ge=1, le=365,
+        description="Temporary upload names and sub-folders in the drop box untouched for "
+                    "longer than this are removed (an upload that never finished).")
+
+
 class NotifyWhen(enum.StrEnum):
     """When the district's recipients get the run report."""
 
@@ -95,6 +121,10 @@ class ImportConfig(BaseModel):
         description="Run id whose held files the run applies (the operator sets it from the "
                     "approve-held annotation; approving a run twice is harmless).")
     limits: Limits = Field(default_factory=Limits)
+    retention: Retention = Field(
+        default_factory=Retention,
+        description="How long deactivated records, error texts, run history and drop-box "
+                    "leftovers are kept (held files: `held_retention_days`).")
     notifications: Notifications = Field(
         default_factory=Notifications,
         description="The run report e-mail: recipients and when it is sent.")

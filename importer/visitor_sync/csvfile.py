@@ -53,12 +53,17 @@ class FileFacts:
         return self.encoding == "cp1252"
 
 
-def inspect_file(path: Path, limits: Limits, text: bool = True) -> FileFacts:
-    """Size, SHA-256 and (for text) the one encoding of a file, or :class:`FileRejected`."""
-    size = path.stat().st_size
+def check_size(size: int, limits: Limits) -> None:
+    """Refuse a file over ``limits.max_file_bytes`` (from its listing, before it is read)."""
     if size > limits.max_file_bytes:
         raise FileRejected("file_too_large",
                            f"the file is {size:,} bytes; the limit is {limits.max_file_bytes:,}")
+
+
+def inspect_file(path: Path, limits: Limits, text: bool = True) -> FileFacts:
+    """Size, SHA-256 and (for text) encoding of a file, or :class:`FileRejected`."""
+    size = path.stat().st_size
+    check_size(size, limits)
     digest = hashlib.sha256()
     with path.open("rb") as stream:
         utf16 = text and stream.read(2) in _UTF16_BOMS

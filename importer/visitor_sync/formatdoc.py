@@ -25,11 +25,12 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError, PydanticUndefined
 
 from visitor_sync import grades, safety, values
-from visitor_sync.config import ImportConfig, Limits, Notifications
+from visitor_sync.config import ImportConfig, Limits, Notifications, Retention
 from visitor_sync.filetypes import APPLY_ORDER, FILE_TYPES
 from visitor_sync.filetypes.base import FileType, Reference, SyncMode
 from visitor_sync.filetypes.powerschool import parse_enroll_status
-from visitor_sync.oneroster import container as oneroster
+from visitor_sync.oneroster import conformance as oneroster_conformance
+from visitor_sync.oneroster import roles as oneroster_roles
 from visitor_sync.oneroster import types as oneroster_types
 from visitor_sync.safety import PICKUP_FIELD
 
@@ -61,11 +62,14 @@ _KIND_EFFECT = {
 #: importer source and fails when a code is missing here or no longer emitted.
 ERROR_CODES: dict[str, tuple[Kind, str]] = {
     "unrecognised_file": (Kind.FILE, "the file name is not one of the accepted names"),
+    "unreadable_file_name": (Kind.FILE, "the file name is not valid UTF-8 or holds control or "
+                                        "invisible characters (it is shown escaped)"),
     "type_not_accepted": (Kind.FILE, "the district's configuration does not enable this type "
                                      "(`accepted_types`)"),
     "duplicate_source": (Kind.FILE, "another file of the same run is already this type "
                                     "(one file per type per run)"),
-    "file_too_large": (Kind.FILE, "the file is larger than `limits.max_file_bytes`"),
+    "file_too_large": (Kind.FILE, "the file is larger than `limits.max_file_bytes` (refused "
+                                  "from the drop box listing, before it is downloaded)"),
     "binary_file": (Kind.FILE, "the file holds NUL bytes (not a text export)"),
     "invalid_encoding": (Kind.FILE, "a line is neither UTF-8 nor Windows-1252 text (or not "
                                     "UTF-16 in a file with a UTF-16 BOM)"),
@@ -81,8 +85,10 @@ ERROR_CODES: dict[str, tuple[Kind, str]] = {
                                   "(often an unclosed quote)"),
     "too_many_rows": (Kind.FILE, "the file has more data rows than `limits.max_rows`"),
     "invalid_zip_file": (Kind.FILE, "the file (or a member) is not a readable zip"),
-    "zip_too_many_members": (Kind.FILE, "the zip has more entries than "
-                                        "`limits.zip_max_members`"),
+    "zip_too_many_members": (Kind.FILE, "the zip declares more entries than "
+                                        "`limits.zip_max_members`, or its directory is larger "
+                                        "than that many entries need (read before the "
+                                        "directory itself)"),
     "zip_too_large": (Kind.FILE, "the members add up to more than "
                                  "`limits.zip_max_uncompressed_bytes` uncompressed"),
     "zip_bomb": (Kind.FILE, "a member compresses better than `limits.zip_max_ratio` to 1, or "
@@ -91,11 +97,15 @@ ERROR_CODES: dict[str, tuple[Kind, str]] = {
                                    "link"),
     "zip_nested_archive": (Kind.FILE, "a member is itself an archive"),
     "zip_encrypted": (Kind.FILE, "a member is password-protected"),
-    "missing_manifest": (Kind.FILE, "the zip has no `manifest.csv` at its root"),
-    "invalid_manifest": (Kind.FILE, "a `file.X` manifest entry is not bulk, delta or absent"),
-    "missing_member": (Kind.FILE, "the manifest declares a file (or 1.2 needs `roles.csv`) the "
-                                  "zip does not have"),
-    "unsupported_version": (Kind.FILE, "`oneroster.version` is not 1.0, 1.1 or 1.2"),
+    "missing_manifest": (Kind.FILE, "the zip has no `manifest.csv` at its root (a OneRoster "
+                                    "1.0 zip has none: 1.0 is not supported)"),
+    "invalid_manifest": (Kind.FILE, "a `file.X` manifest entry of a table visitor-sync reads "
+                                    "(orgs, users, roles, demographics) is not bulk, delta or "
+                                    "absent"),
+    "missing_member": (Kind.FILE, "the manifest declares a table visitor-sync reads (or 1.2 "
+                                  "needs `roles.csv`) the zip does not have"),
+    "unsupported_version": (Kind.FILE, "`oneroster.version` is not 1.1 or 1.2 (OneRoster 1.0 "
+                                       "is not supported)"),
     "conflicts_with_oneroster": (Kind.FILE, "a students, visitors or users CSV in the same run "
                                             "as a OneRoster zip (the zip provides them)"),
     "internal_error": (Kind.FILE, "the importer itself failed on the file; nothing was applied, "
@@ -152,7 +162,16 @@ ERROR_CODES: dict[str, tuple[Kind, str]] = {
     "encoding_fallback": (Kind.WARNING, "the file is not valid UTF-8 and was read as "
                                         "Windows-1252"),
     "unmapped_role": (Kind.WARNING, "a OneRoster user's role has no counterpart (e.g. "
-                                    "counselor); the user is skipped"),
+                                    "counselor), or a 1.2 user has no role in roles.csv; that "
+                                    "role is ignored (the user is skipped if no role maps)"),
+    "secondary_admin_role": (Kind.WARNING, "a OneRoster 1.2 administrator role that is not the "
+                                           "user's primary role; it is ignored (administrator "
+                                           "rights come only from a primary role)"),
+    "manifest_value_ignored": (Kind.WARNING, "a OneRoster manifest entry for a table "
+                                             "visitor-sync never reads is blank, unexpected, or "
+                                             "names a file the zip lacks; it changes nothing"),
+    "absent_member_ignored": (Kind.WARNING, "the OneRoster manifest declares a table `absent` "
+                                            "that the zip holds; as declared, it is not read"),
     "unknown_agent": (Kind.WARNING, "agentSourcedIds names a user not in users.csv; that link "
                                     "is ignored"),
     "conflicting_values": (Kind.WARNING, "a record repeated on several rows (a visitor, a "
@@ -578,9 +597,7 @@ def _render_settings() -> Iterator[str]:
            "the file is rejected.\n")
     yield "| setting | default | meaning |"
     yield "|---|---|---|"
-    for name, field in Limits.model_fields.items():
-        yield (f"| `limits.{name}` | {_number(field.default)} | "
-               f"{_cell(field.description or '')} |")
+    yield from _nested_settings("limits", Limits)
     for name in _SETTINGS:
         field = ImportConfig.model_fields[name]
         default = "all types" if field.default is None else _number(field.default)
@@ -589,9 +606,18 @@ def _render_settings() -> Iterator[str]:
         default = "none" if field.default_factory is list else _number(field.default)
         yield (f"| `notifications.{name}` | {default} | "
                f"{_cell(field.description or '')} |")
+    yield from _nested_settings("retention", Retention)
     yield ""
+    yield ("Retention is applied by the importer at the end of every run; what it removes "
+           "is in [security.md](security.md#retention).\n")
     yield ("What the report e-mail contains, and the SMTP settings, are in "
            "[email.md](email.md).\n")
+
+
+def _nested_settings(prefix: str, model: type[BaseModel]) -> Iterator[str]:
+    for name, field in model.model_fields.items():
+        yield (f"| `{prefix}.{name}` | {_number(field.default)} | "
+               f"{_cell(field.description or '')} |")
 
 
 def _number(value: object) -> str:
@@ -648,13 +674,17 @@ def _render_oneroster() -> str:
                   for header in file_type.headers]
         lines.append("")
     lines += ["#### Roles", "", "| OneRoster role | becomes |", "|---|---|"]
-    lines += [f"| `{role}` | student |" for role in sorted(oneroster.STUDENT_ROLES)]
+    lines += [f"| `{role}` | student |" for role in sorted(oneroster_roles.STUDENT_ROLES)]
     lines += [f"| `{role}` | visitor, linked through agentSourcedIds |"
-              for role in sorted(oneroster.GUARDIAN_ROLES)]
+              for role in sorted(oneroster_roles.GUARDIAN_ROLES)]
     lines += [f"| `{role}` | user account `{account}` |"
-              for role, account in oneroster.STAFF_ROLES.items()]
+              for role, account in oneroster_roles.STAFF_ROLES.items()]
     lines += ["", "A 1.1 `administrator` whose orgs include no school becomes `administrator`. "
               "Other roles are skipped with `unmapped_role`.", ""]
+    lines += ["#### How the OneRoster specification is read", ""]
+    lines += [f"- **{rule.topic}**: {rule.rule} *Source:* {rule.source}."
+              for rule in oneroster_conformance.RULES]
+    lines.append("")
     return "\n".join(lines)
 
 

@@ -27,7 +27,9 @@ class Issue(BaseModel):
     line: int | None = None
     column: str | None = None
     code: str
-    reason: str
+    #: how to fix it; may quote the district's values, so outputs that people without
+    #: access to student data read leave it empty (:meth:`ImportSummary.without_values`)
+    reason: str = ""
     severity: Severity = Severity.ERROR
 
     @classmethod

@@ -15,6 +15,7 @@ from __future__ import annotations
 import enum
 import logging
 import os
+import re
 import smtplib
 import ssl
 import time
@@ -259,6 +260,11 @@ class SmtpMailer:
         return text[:DETAIL_CHARS]
 
 
+def _without(text: str, address: str) -> str:
+    """``text`` with ``address`` (in any case) replaced by ``<recipient>``, for logs."""
+    return re.sub(re.escape(address), "<recipient>", text, flags=re.IGNORECASE)
+
+
 def _decode(reply: bytes | str) -> str:
     return reply.decode(errors="replace") if isinstance(reply, bytes) else reply
 
@@ -371,7 +377,7 @@ def _record(engine: Engine, summary: ImportSummary) -> None:
     with engine.begin() as connection:
         connection.execute(update(ImportRun).where(ImportRun.id == summary.run_id).values(
             report_sent=summary.report_email is ReportEmail.SENT,
-            summary=summary.model_dump(mode="json")))
+            summary=summary.without_values().model_dump(mode="json")))
 
 
 def _send_invitations(engine: Engine, summary: ImportSummary, config: ImportConfig,
@@ -402,8 +408,9 @@ def _deliver_invitations(engine: Engine, config: ImportConfig,
             postbox.deliver(message, f"invitation-{invitation.id}")
         except MailError as error:
             failed += 1
+            # an SMTP reply often quotes the address, a value of the district's users.csv
             log.warning("invitation %d of %s not sent: %s", invitation.id,
-                        config.district_id, error)
+                        config.district_id, _without(str(error), invitation.email))
             with engine.begin() as connection:
                 connection.execute(update(Invitation).where(Invitation.id == invitation.id)
                                    .values(attempts=Invitation.attempts + 1,

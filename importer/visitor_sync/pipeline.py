@@ -25,7 +25,6 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from visitor_sync import checks
 from visitor_sync.config import ImportConfig
 from visitor_sync.csvfile import CsvTable, FileFacts, inspect_file
-from visitor_sync.db.database import describe_failure
 from visitor_sync.db.schema import (
     District,
     HeldFile,
@@ -34,6 +33,7 @@ from visitor_sync.db.schema import (
     ImportRun,
     SyncedRecord,
 )
+from visitor_sync.failures import describe_failure, frames
 from visitor_sync.filetypes import by_header, file_type_for, format_named, provided_kinds
 from visitor_sync.filetypes.base import FileType
 from visitor_sync.issuelog import IssueLog
@@ -42,6 +42,7 @@ from visitor_sync.locking import district_lock
 from visitor_sync.planning import Work, classify, in_run_order, kind_of, member_types
 from visitor_sync.reconcile import Counts, TargetSync
 from visitor_sync.rejections import RejectedRecords
+from visitor_sync.retention import purge_database, sweep_drop_box
 from visitor_sync.safety import absent_field_defaults
 from visitor_sync.sources import (
     FileChanged,
@@ -167,7 +168,10 @@ class Importer:
             except Terminated as stop:
                 stop.summary = self._stopped(started, outcomes, left)
                 raise
-            return self._finish(started, outcomes)
+            summary = self._finish(started, outcomes)
+            if not self.validate_only:
+                self._apply_retention()
+            return summary
 
     def _finish(self, started: datetime, outcomes: list[FileOutcome],
                 result: RunResult | None = None) -> ImportSummary:
@@ -184,7 +188,7 @@ class Importer:
         with self.engine.begin() as connection:
             connection.execute(update(ImportRun).where(ImportRun.id == self.run_id).values(
                 finished_at=summary.finished_at, result=summary.result.value,
-                summary=summary.model_dump(mode="json")))
+                summary=summary.without_values().model_dump(mode="json")))
         return summary
 
     def _stopped(self, started: datetime, outcomes: list[FileOutcome],
@@ -208,6 +212,22 @@ class Importer:
                                  result=RunResult.FAILED, started_at=started,
                                  finished_at=datetime.now(UTC), files=outcomes)
 
+    def _apply_retention(self) -> None:
+        """The retention settings, once the run is recorded; a failure only postpones them
+        to the next run (nothing of this run depends on them)."""
+        now = datetime.now(UTC)
+        retention = self.config.retention
+        try:
+            with self.engine.begin() as connection:
+                purged = purge_database(connection, self.district_id, retention, now)
+                pending = set(connection.scalars(select(HeldFile.location).where(
+                    HeldFile.district_id == self.district_id, HeldFile.state == "pending")))
+            sweep_drop_box(self.drop_box, pending, retention, now, purged)
+        except (SQLAlchemyError, SourceUnavailable, OSError) as error:
+            log.warning("retention was not applied this run: %s", describe_failure(error))
+            return
+        log.info("retention: removed %s", purged)
+
     def _ensure_district(self, now: datetime) -> None:
         with self.engine.connect() as connection:
             if connection.scalar(select(District.id).where(District.id == self.district_id)):
@@ -224,7 +244,8 @@ class Importer:
     def _plan(self) -> list[Work]:
         listed = self.source.list_files()
         settled, self.waiting = ready(listed, time.time(), self.config.quiet_period_seconds)
-        work, by_kind = classify(settled, self.source, self.config.accepted_types)
+        work, by_kind = classify(settled, self.source, self.config.accepted_types,
+                                 self.config.limits)
         if not self.validate_only:
             work += self._held_work(by_kind)
         return in_run_order(work)
@@ -261,8 +282,11 @@ class Importer:
                 self._dispose(item, outcome.status)
             return [outcome]
         try:
-            with item.fetch() as path:
-                outcomes = self._outcomes(item, path)
+            if item.rejection is not None:  # decided from the listing: never downloaded
+                outcomes = [self._record_failure(item, item.rejection, FileStatus.REJECTED)]
+            else:
+                with item.fetch() as path:
+                    outcomes = self._outcomes(item, path)
         except FileChanged:
             return [_waiting(item.name, "it changed while it was being read (still "
                                         "uploading); the next run reads it")]
@@ -285,7 +309,8 @@ class Importer:
         except SourceUnavailable:
             raise  # the drop box is gone: no other file can be read either
         except Exception as error:  # a bug must not block the district's other files
-            log.exception("unexpected failure while importing %s", item.name)
+            log.error("unexpected failure while importing %s: %s\n%s", item.name,
+                      describe_failure(error), frames(error))
             return [self._record_failure(item, FileRejected(
                 "internal_error", f"the importer failed on this file ({type(error).__name__}); "
                 "nothing from it was applied, it stays for the next run and support has "
@@ -298,8 +323,6 @@ class Importer:
     def _outcomes(self, item: Work, path: Path) -> list[FileOutcome]:
         """Apply the file in one transaction with its recorded outcome, or reject it whole."""
         try:
-            if item.rejection is not None:
-                raise item.rejection
             if isinstance(item.file_type, FileType):
                 return self._apply_csv(item, item.file_type, path)
             assert item.file_type is not None

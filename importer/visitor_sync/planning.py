@@ -1,9 +1,10 @@
 """What a run will do with each file in the inbox, before any file is read.
 
-Each settled file is classified by its name: a known type, a container
-(OneRoster), or a rejection decided up front (unrecognised name, a type the
-district does not accept, a second file of the same kind, a CSV a container
-in the same run replaces). Files then run in dependency order.
+Each settled file is classified by its name and listed size: a known type, a
+container (OneRoster), or a rejection decided up front, before the file is
+downloaded (an unreadable or unrecognised name, a file over the size limit, a
+type the district does not accept, a second file of the same kind, a CSV a
+container in the same run replaces). Files then run in dependency order.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from typing import Any
 
 from sqlalchemy import Row
 
+from visitor_sync.config import Limits
+from visitor_sync.csvfile import check_size
+from visitor_sync.filenames import unreadable_reason
 from visitor_sync.filetypes import APPLY_ORDER, IGNORED_FILE_NAMES, file_type_for
 from visitor_sync.filetypes.base import Container, FileType
 from visitor_sync.issues import FileRejected
@@ -37,35 +41,51 @@ class Work:
     ignored: bool = False
 
 
-def classify(files: list[SourceFile], inbox: Inbox,
-             accepted: list[str] | None) -> tuple[list[Work], dict[str, Work]]:
+def classify(files: list[SourceFile], inbox: Inbox, accepted: list[str] | None,
+             limits: Limits) -> tuple[list[Work], dict[str, Work]]:
     """Work items for the settled files, and the accepted item of each kind."""
     by_kind: dict[str, Work] = {}
     work: list[Work] = []
     for file in files:
-        item = Work(file.name, file_type_for(file.name),
+        unreadable = unreadable_reason(file.raw)
+        item = Work(file.name, None if unreadable else file_type_for(file.name),
                     lambda file=file: inbox.fetch(file), source_file=file)
         work.append(item)
-        if item.file_type is None and file.name.lower() in IGNORED_FILE_NAMES:
+        if not unreadable and item.file_type is None and file.name.lower() in IGNORED_FILE_NAMES:
             item.ignored = True
-        elif item.file_type is None:
-            item.rejection = FileRejected(
-                "unrecognised_file",
-                f"{file.name!r} is not a known import file name; see the list of "
-                "accepted file names (e.g. students.csv)")
-        elif not accepts(item.file_type, accepted):
-            item.rejection = FileRejected(
-                "type_not_accepted",
-                f"{item.file_type.name} files are not enabled for this district")
-        elif kind_of(item.file_type) in by_kind:
-            item.rejection = FileRejected(
-                "duplicate_source",
-                f"{by_kind[kind_of(item.file_type)].name!r} in the same run is also a "
-                f"{kind_of(item.file_type)} file; send one file per type")
-        else:
+            continue
+        try:
+            if unreadable:
+                raise FileRejected("unreadable_file_name", f"{unreadable}; rename the file "
+                                   "to one of the accepted names and upload it again")
+            check_size(file.size, limits)
+            item.rejection = _rejection(item, accepted, by_kind)
+        except FileRejected as rejected:
+            item.rejection = rejected
+        if item.rejection is None and item.file_type is not None:
             by_kind[kind_of(item.file_type)] = item
     _reject_replaced(by_kind)
     return work, by_kind
+
+
+def _rejection(item: Work, accepted: list[str] | None,
+               by_kind: dict[str, Work]) -> FileRejected | None:
+    """Why a readable file of an acceptable size is rejected by its name alone, if it is."""
+    if item.file_type is None:
+        return FileRejected(
+            "unrecognised_file",
+            f"{item.name!r} is not a known import file name; see the list of "
+            "accepted file names (e.g. students.csv)")
+    if not accepts(item.file_type, accepted):
+        return FileRejected(
+            "type_not_accepted", f"{item.file_type.name} files are not enabled for this district")
+    kind = kind_of(item.file_type)
+    if kind in by_kind:
+        return FileRejected(
+            "duplicate_source",
+            f"{by_kind[kind].name!r} in the same run is also a {kind} file; send one file "
+            "per type")
+    return None
 
 
 def accepts(file_format: FileType | Container, accepted: list[str] | None) -> bool:

@@ -61,7 +61,8 @@ def aligned(rows: list[tuple[str, ...]]) -> list[str]:
 def describe(issue: Issue) -> str:
     where = f"line {issue.line}" if issue.line else "file"
     column = f", column {issue.column!r}" if issue.column else ""
-    return f"{issue.severity.value}: {where}{column}: {issue.code}: {issue.reason}"
+    reason = f": {issue.reason}" if issue.reason else ""
+    return f"{issue.severity.value}: {where}{column}: {issue.code}{reason}"
 
 
 def csv_safe(value: str | None) -> str:

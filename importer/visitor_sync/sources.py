@@ -7,6 +7,7 @@ file that was read: same size and mtime) or moves it to the held area.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from visitor_sync.filenames import display_name
 from visitor_sync.filetypes import is_temporary
 
 HELD_DIRECTORY = "held"
@@ -22,9 +24,30 @@ HELD_DIRECTORY = "held"
 
 @dataclass(frozen=True)
 class SourceFile:
+    """A listed file: ``name`` is printable (:func:`~visitor_sync.filenames.display_name`),
+    ``raw`` the exact bytes the source knows it by (any bytes an uploader chose)."""
+
     name: str
     size: int
     mtime: float
+    raw: bytes = b""
+
+    def __post_init__(self) -> None:
+        if not self.raw:
+            object.__setattr__(self, "raw", os.fsencode(self.name))
+
+    @classmethod
+    def listed(cls, raw: bytes, size: int, mtime: float) -> SourceFile:
+        return cls(display_name(raw), size, mtime, raw)
+
+
+@dataclass(frozen=True)
+class Leftover:
+    """A temporary upload name or a sub-folder of the drop box, by its exact name bytes."""
+
+    name: str
+    raw: bytes
+    directory: bool
 
 
 class SourceUnavailable(Exception):
@@ -60,6 +83,16 @@ class Source(Inbox, Protocol):
 
     def discard_held(self, location: str) -> None:
         """Remove a held file for good (applied, superseded or expired)."""
+
+    def held_locations(self) -> list[str]:
+        """Every file in the held area, as ``held_location`` strings (for the sweep)."""
+
+    def leftovers(self, before: float) -> list[Leftover]:
+        """Temporary names and sub-folders of the inbox whose newest change (anywhere in a
+        folder) is older than ``before`` (a timestamp)."""
+
+    def remove_leftover(self, leftover: Leftover) -> None:
+        """Remove a leftover file, or a sub-folder with everything in it."""
 
 
 
@@ -109,14 +142,15 @@ class FileList:
     """Files named on a command line (``visitor-sync validate``): read, never changed."""
 
     def __init__(self, paths: list[Path]) -> None:
-        self.paths = {path.name: path for path in paths}
+        self.paths = {os.fsencode(path.name): path for path in paths}
 
     def list_files(self) -> list[SourceFile]:
-        return [SourceFile(name, path.stat().st_size, 0.0) for name, path in self.paths.items()]
+        return [SourceFile.listed(raw, path.stat().st_size, 0.0)
+                for raw, path in self.paths.items()]
 
     @contextmanager
     def fetch(self, file: SourceFile) -> Iterator[Path]:
-        yield self.paths[file.name]
+        yield self.paths[file.raw]
 
 
 class LocalFolderSource:
@@ -127,27 +161,30 @@ class LocalFolderSource:
         self.held_root = root / HELD_DIRECTORY
 
     def list_files(self) -> list[SourceFile]:
+        """Names are read as bytes: any name an uploader chose is listed, none is fatal."""
         files = []
-        for path in sorted(self.root.iterdir()):
-            if path.is_file() and not path.is_symlink() and not is_temporary(path.name):
-                stat = path.stat()
-                files.append(SourceFile(path.name, stat.st_size, stat.st_mtime))
-        return files
+        with os.scandir(os.fsencode(self.root)) as entries:
+            for entry in entries:
+                if entry.is_file(follow_symlinks=False) \
+                        and not is_temporary(display_name(entry.name)):
+                    stat = entry.stat(follow_symlinks=False)
+                    files.append(SourceFile.listed(entry.name, stat.st_size, stat.st_mtime))
+        return sorted(files, key=lambda file: file.raw)
 
     @contextmanager
     def fetch(self, file: SourceFile) -> Iterator[Path]:
-        with _private_copy(self.root / file.name, file) as copy:
+        with _private_copy(self._path(file), file) as copy:
             yield copy
 
     def remove(self, file: SourceFile) -> bool:
-        path = self.root / file.name
+        path = self._path(file)
         if not _unchanged(path, file):
             return False
         path.unlink()
         return True
 
     def hold(self, file: SourceFile, run_id: str) -> bool:
-        path = self.root / file.name
+        path = self._path(file)
         if not _unchanged(path, file):
             return False
         target = self.root / held_location(run_id, file.name)
@@ -167,11 +204,49 @@ class LocalFolderSource:
                 and not any(path.parent.iterdir()):
             path.parent.rmdir()
 
+    def held_locations(self) -> list[str]:
+        if not self.held_root.is_dir():
+            return []
+        return sorted(held_location(run.name, held.name) for run in self.held_root.iterdir()
+                      if run.is_dir() and not run.is_symlink() for held in run.iterdir()
+                      if not held.is_dir() or held.is_symlink())
+
+    def leftovers(self, before: float) -> list[Leftover]:
+        found = []
+        with os.scandir(os.fsencode(self.root)) as entries:
+            for entry in entries:
+                directory = entry.is_dir(follow_symlinks=False)
+                if entry.name == os.fsencode(HELD_DIRECTORY) or not (
+                        directory or is_temporary(display_name(entry.name))):
+                    continue
+                if _newest_change(entry.path) < before:
+                    found.append(Leftover(display_name(entry.name), entry.name, directory))
+        return found
+
+    def remove_leftover(self, leftover: Leftover) -> None:
+        path = os.path.join(os.fsencode(self.root), leftover.raw)
+        if leftover.directory:
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
+
+    def _path(self, file: SourceFile) -> Path:
+        return self.root / os.fsdecode(file.raw)
+
     def _held_path(self, location: str) -> Path:
         path = (self.root / location).resolve()
         if not path.is_relative_to(self.held_root.resolve()):
             raise ValueError(f"not a held file: {location}")
         return path
+
+
+def _newest_change(path: bytes) -> float:
+    """The latest mtime of ``path`` and, for a folder, of everything in it."""
+    newest = os.lstat(path).st_mtime
+    for folder, directories, files in os.walk(path):
+        for name in (*directories, *files):
+            newest = max(newest, os.lstat(os.path.join(folder, name)).st_mtime)
+    return newest
 
 
 def _unchanged(path: Path, file: SourceFile) -> bool:

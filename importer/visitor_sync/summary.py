@@ -135,9 +135,21 @@ class ImportSummary(BaseModel):
         return {key: sum(getattr(outcome, key) for outcome in self.files)
                 for key in COUNT_FIELDS}
 
+    def without_values(self) -> ImportSummary:
+        """The summary for outputs that people without access to student data read (the
+        pod's log and termination message, hence the resource's status, Events and
+        metrics): issues keep file, line, column and code; their reasons, which may quote
+        the district's values, stay in the database and the district's e-mail."""
+        public = self.model_copy(deep=True)
+        for outcome in public.files:
+            for issue in outcome.issues:
+                issue.reason = ""
+        return public
+
     def termination_message(self) -> str:
-        """The summary as JSON under 4 KiB: issues are trimmed first, then trailing files."""
-        compact = self.model_copy(deep=True)
+        """The summary as JSON under 4 KiB, without values (:meth:`without_values`):
+        issues are trimmed first, then trailing files."""
+        compact = self.without_values()
         for keep in (3, 1, 0):
             for outcome in compact.files:
                 outcome.issues = outcome.issues[:keep]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
@@ -21,10 +22,6 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from visitor_sync.summary import ImportSummary
-
-#: Exit status of a run stopped by SIGTERM (128 + 15, as a shell reports it).
-EXIT_TERMINATED = 128 + signal.SIGTERM
-
 
 class Terminated(BaseException):
     """The run was asked to stop; ``summary`` says what it had done, when it got that far."""
@@ -38,6 +35,8 @@ class _Signal:
     deferring = False
     #: a SIGTERM came and has not stopped the run yet
     pending = False
+    #: the hook that reports every other exception a finaliser raises
+    unraisable_hook = sys.__unraisablehook__
 
 
 def _stop(_number: int, _frame: FrameType | None) -> None:
@@ -52,20 +51,26 @@ def _drop_terminated(unraisable: sys.UnraisableHookArgs) -> None:
     """A signal that lands in a finaliser (``__del__``) is swallowed there; it stays
     pending and stops the run at the next :func:`stop_if_asked`, without a traceback."""
     if not isinstance(unraisable.exc_value, Terminated):
-        sys.__unraisablehook__(unraisable)
+        _Signal.unraisable_hook(unraisable)
 
 
 @contextmanager
 def stop_on_sigterm() -> Iterator[None]:
-    """Turn SIGTERM into :class:`Terminated` inside the block."""
+    """Turn SIGTERM into :class:`Terminated` inside the block (only the main thread
+    receives signals: called from another, e.g. the CLI embedded in a test, it does
+    nothing)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
     previous = signal.signal(signal.SIGTERM, _stop)
-    previous_hook, sys.unraisablehook = sys.unraisablehook, _drop_terminated
+    _Signal.unraisable_hook, sys.unraisablehook = sys.unraisablehook, _drop_terminated
     _Signal.pending = False
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-        sys.unraisablehook = previous_hook
+        sys.unraisablehook = _Signal.unraisable_hook
+        _Signal.pending = False  # a stop belongs to the block it came in
 
 
 @contextmanager

@@ -2,7 +2,8 @@
 
 A run's outcome is the ``ImportSummary`` the importer wrote to its
 termination message; a Job that ended without one (crash, OOM kill, deadline)
-is a failed run whose message says what Kubernetes saw. Events and the status
+is a failed run whose message says what Kubernetes saw (the Job's condition, the
+exit status and its meaning), never the pod's message text. Events and the status
 name files, lines, columns and error codes, never cell values: whoever may read
 the namespace's Events is not necessarily allowed to read student data.
 """
@@ -15,6 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from visitor_sync.exits import MEANINGS as EXIT_MEANINGS
 from visitor_sync.summary import FileStatus, ImportSummary, RunResult
 from visitor_sync_operator.builders.importer import COMPONENT, run_now_job
 from visitor_sync_operator.district import District
@@ -116,8 +118,13 @@ def read_outcome(kube: Kube, job: dict[str, Any]) -> RunOutcome:
     why = condition.get("message") or condition.get("reason") or "the Job failed"
     if states and states[-1].get("reason") == "OOMKilled":
         why = "the importer ran out of memory (OOMKilled); raise spec.importer.resources"
-    detail = f"{why}: {message[-500:]}" if message else why
-    return RunOutcome(metadata["name"], finished_at, None, f"ended without a summary: {detail}")
+    elif states and states[-1].get("exitCode") is not None:
+        code = states[-1]["exitCode"]
+        why += f" (exit status {code}: {EXIT_MEANINGS.get(code, 'unexpected')})"
+    # The message itself is never quoted: without a summary it may be the tail of the
+    # importer's log (FallbackToLogsOnError), which is no place to take text from.
+    return RunOutcome(metadata["name"], finished_at, None,
+                      f"ended without a summary: {why}; the pod's log has the details")
 
 
 def describe(outcome: RunOutcome) -> tuple[str, str]:

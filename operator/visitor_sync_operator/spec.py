@@ -20,7 +20,7 @@ from croniter import croniter
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
-from visitor_sync.config import NotifyWhen, PickupDefault
+from visitor_sync.config import NotifyWhen, PickupDefault, Retention
 from visitor_sync.filetypes import APPLY_ORDER, CONTAINERS
 from visitor_sync.sftp.keys import check_authorized_keys
 from visitor_sync.values import Email
@@ -170,6 +170,11 @@ class ImportSpec(SpecModel):
         "files are always deny.")
 
 
+class RetentionSpec(SpecModel, Retention):
+    """How long deactivated records, error texts, run history and drop-box leftovers are
+    kept (held files: safety.heldRetentionDays); applied by the importer after each run."""
+
+
 class PauseWindow(SpecModel):
     """Dates (inclusive, in spec.timeZone) when scheduled runs do not start; uploads wait."""
 
@@ -243,6 +248,7 @@ class DistrictSyncSpec(SpecModel):
         "schools_clever, oneroster.")
     safety: SafetySpec = Field(default_factory=SafetySpec)
     import_: ImportSpec = Field(default_factory=ImportSpec, alias="import")
+    retention: RetentionSpec = Field(default_factory=RetentionSpec)
     sftp: SftpSpec = Field(default_factory=SftpSpec)
     database: DatabaseSpec = Field(default_factory=DatabaseSpec)
     notifications: NotificationsSpec = Field(default_factory=NotificationsSpec)

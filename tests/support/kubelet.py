@@ -28,12 +28,27 @@ from tests.support.kube import Cluster
 RUN_TIMEOUT = 120
 
 
+#: What ``FallbackToLogsOnError`` takes from the log: the last 80 lines, at most 2048 bytes.
+FALLBACK_LINES = 80
+FALLBACK_BYTES = 2048
+
+
 @dataclass(frozen=True)
 class ContainerRun:
     exit_code: int
     stdout: str
     stderr: str
     termination_message: str
+
+    @property
+    def reported_message(self) -> str:
+        """The terminated state's message: the termination log, or, when it is empty and
+        the container failed, the log's tail (``FallbackToLogsOnError``, which the
+        importer's Job uses; stdout then stderr, their interleaving being unknown here)."""
+        if self.termination_message or self.exit_code == 0:
+            return self.termination_message
+        tail = "\n".join((self.stdout + self.stderr).splitlines()[-FALLBACK_LINES:])
+        return tail.encode()[-FALLBACK_BYTES:].decode(errors="ignore")
 
 
 async def _volume_files(cluster: Cluster, namespace: str, volume: dict[str, Any],

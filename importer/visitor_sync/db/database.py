@@ -11,8 +11,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.engine import make_url
 
 from visitor_sync.locking import migrations_lock
 
@@ -84,18 +83,3 @@ def is_current(engine: Engine) -> bool:
     head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision() == head
-
-
-def describe_failure(error: SQLAlchemyError | OSError, url: URL) -> str:
-    """One line saying where and how the database failed, for logs and the termination
-    log: the driver's first line only (a constraint's DETAIL quotes row values)."""
-    where = f"{url.host}:{url.port or 5432}" if url.host else str(url.database or "memory")
-    original = error.orig if isinstance(error, DBAPIError) else error
-    reason = (str(original).strip().splitlines() or [type(original).__name__])[0]
-    if reason.startswith("connection failed:"):  # psycopg: "... port N failed: <why>"
-        return f"could not connect to {where}: {reason.rpartition('failed: ')[2]}"
-    if isinstance(original, OSError) or reason == "unable to open database file":
-        return f"could not connect to {where}: {reason}"
-    if isinstance(error, DBAPIError) and error.connection_invalidated:
-        return f"lost the connection to {where}: {reason}"
-    return f"{where}: {reason}"

@@ -92,7 +92,8 @@ class Student(SyncedRecord, Base):
     preferred_name: Mapped[str | None]
     #: required in students.csv; OneRoster rosters without demographics have none
     date_of_birth: Mapped[date | None]
-    grade: Mapped[str] = mapped_column(String(5))
+    #: required in students.csv; OneRoster's ``grades`` is optional (unknown: none)
+    grade: Mapped[str | None] = mapped_column(String(5))
     school_id: Mapped[str]
     gender: Mapped[str | None]
     homeroom: Mapped[str | None]

@@ -41,7 +41,8 @@ TEMPORARY_SUFFIXES = (".filepart", ".part", ".partial", ".tmp")
 
 
 def is_temporary(file_name: str) -> bool:
-    """Upload-in-progress names that are never touched."""
+    """Upload-in-progress names: never imported (removed only once abandoned, by
+    :mod:`visitor_sync.retention`)."""
     lowered = file_name.lower()
     return lowered.startswith((".", "~")) or lowered.endswith(TEMPORARY_SUFFIXES)
 

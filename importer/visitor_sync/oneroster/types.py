@@ -3,7 +3,7 @@
 Rows are the canonical ones (a guardian linked to three students is three
 visitor rows, as in visitors.csv) with the record's OneRoster ``sourcedId``
 kept beside it. Students' birth dates come from ``demographics.csv`` when
-the zip has one, so here they are optional.
+the zip has one, and ``grades`` is optional in OneRoster, so here both are.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from visitor_sync.filetypes.base import FileType, Reference, RowModel, SyncMode,
 from visitor_sync.filetypes.students import StudentRow
 from visitor_sync.filetypes.users import UserRow, queue_invitations
 from visitor_sync.filetypes.visitors import VISITORS, VisitorRow
-from visitor_sync.values import BirthDate
+from visitor_sync.values import BirthDate, Grade
 
 
 class OrgRow(RowModel):
@@ -26,6 +26,8 @@ class OrgRow(RowModel):
 
 class OneRosterStudentRow(StudentRow):
     date_of_birth: BirthDate | None = None
+    #: optional in OneRoster (users.csv ``grades``): without it the grade is unknown
+    grade: Grade | None = None
     sourced_id: str
 
 
@@ -57,7 +59,7 @@ STUDENTS = _member(
     {"identifier": "student_id", "givenName": "first_name", "familyName": "last_name",
      "middleName": "middle_name", "preferredGivenName": "preferred_name",
      "birthDate": "date_of_birth", "grades": "grade", "orgSourcedIds": "school_id",
-     "sex": "gender", "email": "email", "enabledUser": "active", "sourcedId": "sourced_id"},
+     "sex": "gender", "email": "email", "status": "active", "sourcedId": "sourced_id"},
     ("student_id",), (Target(Student),),
     "users.csv rows with role student; Student ID = identifier, else sourcedId.",
     references=(Reference("school_id", School, "unknown_school", "school"),),
@@ -68,7 +70,7 @@ VISITORS_ = _member(
     {"identifier": "visitor_id", "givenName": "first_name", "familyName": "last_name",
      "middleName": "middle_name", "birthDate": "date_of_birth", "sex": "sex",
      "email": "email", "phone": "phone", "agentSourcedIds": "student_id", "role": "relationship",
-     "enabledUser": "active", "sourcedId": "sourced_id"},
+     "status": "active", "sourcedId": "sourced_id"},
     VISITORS.key, VISITORS.targets,
     "users.csv rows with role parent, guardian or relative, one row per student they are "
     "linked to through agentSourcedIds (either side naming the other is enough).",
@@ -77,7 +79,7 @@ VISITORS_ = _member(
 USERS = _member(
     "oneroster_staff", "users", OneRosterUserRow,
     {"email": "email", "givenName": "name", "role": "role", "phone": "phone",
-     "orgSourcedIds": "school_ids", "enabledUser": "active", "sourcedId": "sourced_id"},
+     "orgSourcedIds": "school_ids", "status": "active", "sourcedId": "sourced_id"},
     ("email",), (Target(User, on_create=queue_invitations),),
     "users.csv staff rows (teacher, aide, proctor, administrators) as accounts.",
     after=("schools",))

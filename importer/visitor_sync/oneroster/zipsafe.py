@@ -1,10 +1,18 @@
 """Opening an untrusted zip: every check is made on the central directory first,
 so a zip bomb or a path trick is refused before anything is inflated, and
-inflating never writes more than a member declared."""
+inflating never writes more than a member declared.
+
+Even the central directory is untrusted: the stdlib reads every entry of it into
+memory when the zip is opened (about 400 bytes each; a million entries cost
+hundreds of megabytes). So the end record's entry count and directory size are
+read first, and a zip that declares, or whose directory could hold, more entries
+than ``limits.zip_max_members`` is refused before the stdlib sees it.
+"""
 
 from __future__ import annotations
 
 import stat
+import struct
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,15 +23,70 @@ from visitor_sync.issues import FileRejected
 
 _ARCHIVE_SUFFIXES = (".zip", ".gz", ".tgz", ".tar", ".7z", ".rar", ".jar", ".bz2", ".xz")
 _CHUNK = 1 << 20
+#: Bytes one central-directory entry may take: 46 fixed, then its name, extra field
+#: and comment. Generous for any real export; it bounds what opening the zip reads.
+MAX_DIRECTORY_ENTRY_BYTES = 4096
+_END_RECORD = struct.Struct("<4s4H2LH")
+_ZIP64_LOCATOR = struct.Struct("<4sLQL")
+_ZIP64_END_RECORD = struct.Struct("<4sQ2H2L4Q")
+#: The end record sits in the last 22 bytes plus a comment of up to 65,535.
+_END_SEARCH = _END_RECORD.size + 0xFFFF
+
+
+def declared_directory(path: Path) -> tuple[int, int] | None:
+    """(entries, central directory bytes) from the zip's end record (ZIP64 when the plain
+    record overflows), read without the directory itself; ``None`` if there is no end
+    record (not a zip: :mod:`zipfile` says so)."""
+    with path.open("rb") as stream:
+        size = stream.seek(0, 2)
+        stream.seek(max(0, size - _END_SEARCH))
+        tail = stream.read()
+        at = len(tail)
+        while True:  # the last signature whose comment length reaches the end exactly
+            at = tail.rfind(b"PK\x05\x06", 0, at)
+            if at < 0:
+                return None
+            if len(tail) - at < _END_RECORD.size:
+                continue
+            *_, entries, directory_size, _, comment = _END_RECORD.unpack_from(tail, at)
+            if at + _END_RECORD.size + comment == len(tail):
+                break
+        if entries != 0xFFFF and directory_size != 0xFFFFFFFF:
+            return entries, directory_size
+        locator_at = at - _ZIP64_LOCATOR.size
+        if locator_at < 0 or tail[locator_at:locator_at + 4] != b"PK\x06\x07":
+            return entries, directory_size
+        _, _, record_offset, _ = _ZIP64_LOCATOR.unpack_from(tail, locator_at)
+        stream.seek(record_offset)
+        record = stream.read(_ZIP64_END_RECORD.size)
+        if len(record) < _ZIP64_END_RECORD.size or record[:4] != b"PK\x06\x06":
+            return None
+        *_, entries, directory_size, _ = _ZIP64_END_RECORD.unpack(record)
+        return entries, directory_size
+
+
+def check_directory(path: Path, limits: Limits) -> None:
+    """Refuse a zip declaring more entries than allowed, or whose central directory is
+    larger than that many entries can need (an end record that understates its count)."""
+    declared = declared_directory(path)
+    if declared is None:
+        return
+    entries, directory_size = declared
+    if entries > limits.zip_max_members:
+        raise FileRejected("zip_too_many_members", f"the zip has {entries:,} entries; at most "
+                           f"{limits.zip_max_members} are accepted")
+    if directory_size > limits.zip_max_members * MAX_DIRECTORY_ENTRY_BYTES:
+        raise FileRejected("zip_too_many_members", f"the zip's directory takes "
+                           f"{directory_size:,} bytes, more than {limits.zip_max_members} "
+                           "entries can need; at most that many entries are accepted")
 
 
 def check_members(archive: zipfile.ZipFile, limits: Limits) -> list[zipfile.ZipInfo]:
     """The archive's regular files, or :class:`FileRejected` for the first unsafe entry."""
     infos = archive.infolist()
     if len(infos) > limits.zip_max_members:
-        raise FileRejected("zip_too_many_members",
-                                f"the zip has {len(infos)} entries; at most "
-                           f"{limits.zip_max_members} are accepted")
+        raise FileRejected("zip_too_many_members", f"the zip has {len(infos):,} entries; at "
+                           f"most {limits.zip_max_members} are accepted")
     total = 0
     files = []
     for info in infos:
@@ -59,6 +122,7 @@ def check_members(archive: zipfile.ZipFile, limits: Limits) -> list[zipfile.ZipI
 @contextmanager
 def extracted(path: Path, into: Path, limits: Limits) -> Iterator[dict[str, Path]]:
     """Root-level members extracted into ``into``, by lower-case name."""
+    check_directory(path, limits)
     try:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as error:

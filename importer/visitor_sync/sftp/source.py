@@ -31,18 +31,32 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, AnyStr
 from urllib.parse import unquote, urlsplit
 
 import paramiko
-from paramiko.sftp import CMD_EXTENDED, CMD_EXTENDED_REPLY
+from paramiko.sftp import (
+    CMD_CLOSE,
+    CMD_EXTENDED,
+    CMD_EXTENDED_REPLY,
+    CMD_HANDLE,
+    CMD_OPENDIR,
+    CMD_READDIR,
+)
 from paramiko.sftp_attr import SFTPAttributes
 from paramiko.sftp_file import SFTPFile
 
+from visitor_sync.filenames import display_name
 from visitor_sync.filetypes import is_temporary
 from visitor_sync.sftp.server import HELD_DIRECTORY
 from visitor_sync.sources import HELD_DIRECTORY as HELD_LOCATION_PREFIX
-from visitor_sync.sources import FileChanged, SourceFile, SourceUnavailable
+from visitor_sync.sources import (
+    FileChanged,
+    Leftover,
+    SourceFile,
+    SourceUnavailable,
+    held_location,
+)
 
 log = logging.getLogger(__name__)
 
@@ -304,14 +318,37 @@ class SftpSource:
     # -- the Source protocol ------------------------------------------------------------
 
     def list_files(self) -> list[SourceFile]:
-        """Regular files of the drop box (no links, directories or temporary names)."""
-        with self._link() as sftp:
-            entries = sftp.listdir_attr(self.target.path)
-        return sorted((SourceFile(entry.filename, entry.st_size or 0,
-                                  float(entry.st_mtime or 0))
-                       for entry in entries
+        """Regular files of the drop box (no links, directories or temporary names); names
+        are read as bytes, so no name an uploader chose can stop the listing."""
+        with self._link():
+            entries = self._entries(self.target.path)
+        return sorted((SourceFile.listed(name, entry.st_size or 0, float(entry.st_mtime or 0))
+                       for name, entry in entries
                        if entry.st_mode is not None and stat.S_ISREG(entry.st_mode)
-                       and not is_temporary(entry.filename)), key=lambda file: file.name)
+                       and not is_temporary(display_name(name))), key=lambda file: file.raw)
+
+    def _entries(self, path: str | bytes) -> list[tuple[bytes, SFTPAttributes]]:
+        """A directory's entries by their exact name bytes (paramiko's listdir decodes
+        every name as UTF-8 and fails the whole listing on the first that is not)."""
+        kind, message = self.sftp._request(CMD_OPENDIR, path)
+        if kind != CMD_HANDLE:
+            raise paramiko.SFTPError("the server opened no directory handle")
+        handle = message.get_binary()
+        entries = []
+        try:
+            while True:
+                try:
+                    kind, message = self.sftp._request(CMD_READDIR, handle)
+                except EOFError:  # SSH_FX_EOF: the listing is complete
+                    return entries
+                for _ in range(message.get_int()):
+                    name = message.get_binary()
+                    message.get_binary()  # the "ls -l" line
+                    attributes = SFTPAttributes._from_msg(message)
+                    if name not in (b".", b".."):
+                        entries.append((name, attributes))
+        finally:
+            self.sftp._request(CMD_CLOSE, handle)
 
     @contextmanager
     def fetch(self, file: SourceFile) -> Iterator[Path]:
@@ -319,7 +356,7 @@ class SftpSource:
             copy = scratch / _plain(file.name)
             with self._link():
                 try:
-                    handle = self._open(self._inbox_path(file.name), "rb")
+                    handle = self._open(self._inbox_path(file), "rb")
                 except FileNotFoundError as gone:
                     raise FileChanged(file.name) from gone
                 with handle:
@@ -332,7 +369,7 @@ class SftpSource:
             yield copy
 
     def remove(self, file: SourceFile) -> bool:
-        path = self._inbox_path(file.name)
+        path = self._inbox_path(file)
         with self._link() as sftp:
             try:
                 handle = self._open(path, "r+b")
@@ -353,7 +390,7 @@ class SftpSource:
         return True
 
     def hold(self, file: SourceFile, run_id: str) -> bool:
-        path = self._inbox_path(file.name)
+        path = self._inbox_path(file)
         directory = posixpath.join(self.held_path, _plain(run_id))
         target = posixpath.join(directory, file.name)
         with self._link() as sftp:
@@ -404,10 +441,62 @@ class SftpSource:
             except FileNotFoundError:
                 pass
 
+    def held_locations(self) -> list[str]:
+        with self._link():
+            if self._lstat(self.held_path) is None:
+                return []
+            runs = [run for run, entry in self._entries(self.held_path)
+                    if entry.st_mode is not None and stat.S_ISDIR(entry.st_mode)]
+            return sorted(held_location(os.fsdecode(run), os.fsdecode(name))
+                          for run in runs for name, entry in self._entries(
+                              posixpath.join(os.fsencode(self.held_path), run))
+                          if entry.st_mode is None or not stat.S_ISDIR(entry.st_mode))
+
+    def leftovers(self, before: float) -> list[Leftover]:
+        inbox = os.fsencode(self.target.path)
+        found = []
+        with self._link():
+            for name, entry in self._entries(inbox):
+                directory = entry.st_mode is not None and stat.S_ISDIR(entry.st_mode)
+                if not (directory or is_temporary(display_name(name))):
+                    continue
+                path = posixpath.join(inbox, name)
+                newest = self._newest_change(path) if directory else entry.st_mtime or 0
+                if newest < before:
+                    found.append(Leftover(display_name(name), name, directory))
+        return found
+
+    def remove_leftover(self, leftover: Leftover) -> None:
+        with self._link():
+            self._remove_tree(posixpath.join(os.fsencode(self.target.path), _plain(leftover.raw)))
+        log.info("removed the drop box leftover %s", leftover.name)
+
+    def _newest_change(self, folder: bytes) -> float:
+        newest = float(self.sftp.lstat(folder).st_mtime or 0)
+        for name, entry in self._entries(folder):
+            if entry.st_mode is not None and stat.S_ISDIR(entry.st_mode):
+                newest = max(newest, self._newest_change(posixpath.join(folder, name)))
+            newest = max(newest, float(entry.st_mtime or 0))
+        return newest
+
+    def _remove_tree(self, path: bytes) -> None:
+        """Remove a file (overwritten with zeros first) or a folder and all it holds."""
+        attributes = self.sftp.lstat(path)
+        if attributes.st_mode is not None and stat.S_ISDIR(attributes.st_mode):
+            for name, _ in self._entries(path):
+                self._remove_tree(posixpath.join(path, name))
+            self.sftp.rmdir(path)
+            return
+        if attributes.st_mode is not None and stat.S_ISREG(attributes.st_mode):
+            with self._open(path, "r+b") as handle:
+                self._overwrite(handle, attributes.st_size or 0)
+        self.sftp.remove(path)
+
     # -- helpers ------------------------------------------------------------------------
 
-    def _inbox_path(self, name: str) -> str:
-        return posixpath.join(self.target.path, _plain(name))
+    def _inbox_path(self, file: SourceFile) -> bytes:
+        """The file's path by its exact name bytes (paramiko sends bytes paths as they are)."""
+        return posixpath.join(os.fsencode(self.target.path), _plain(file.raw))
 
     def _held_path(self, location: str) -> str:
         """``held/<run_id>/<name>`` (from :func:`visitor_sync.sources.held_location`)."""
@@ -417,7 +506,7 @@ class SftpSource:
             raise ValueError(f"not a held file: {location}")
         return posixpath.join(self.held_path, _plain(run_id), _plain(name))
 
-    def _open(self, path: str, mode: str) -> SFTPFile:
+    def _open(self, path: str | bytes, mode: str) -> SFTPFile:
         """Open ``path``; a file its uploader made unreadable is given back owner access
         (the importer's account is the same uid, so it may)."""
         try:
@@ -478,9 +567,10 @@ def _transport(sock: Any, **options: Any) -> paramiko.Transport:
     return transport
 
 
-def _plain(name: str) -> str:
+def _plain(name: AnyStr) -> AnyStr:
     """A single path component, so no name can reach outside its directory."""
-    if not name or name in (".", "..") or "/" in name or "\x00" in name:
+    text = os.fsdecode(name)
+    if not text or text in (".", "..") or "/" in text or "\x00" in text:
         raise ValueError(f"not a plain file name: {name!r}")
     return name
 

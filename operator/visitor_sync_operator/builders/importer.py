@@ -12,7 +12,8 @@ import copy
 import hashlib
 from typing import Any
 
-from visitor_sync.config import ImportConfig, Notifications
+from visitor_sync.config import ImportConfig, Notifications, Retention
+from visitor_sync.exits import EXIT_USAGE
 from visitor_sync.sftp.keys import known_hosts_line
 from visitor_sync_operator.builders.secrets import IMPORTER_KEY_FILE, Material
 from visitor_sync_operator.builders.sftp import IMPORTER_USER
@@ -29,8 +30,6 @@ SMTP_CA_DIRECTORY = "/etc/visitor-sync/smtp-ca"
 TERMINATION_LOG = "/dev/termination-log"
 #: The importer's uid: any non-root uid (the image has no user database entry to need).
 RUN_AS = 10001
-#: The importer exits 2 for a usage error (a broken ImportConfig): retrying cannot help.
-EXIT_USAGE = 2
 #: Annotation on run-now Jobs: the request token they were made for.
 RUN_REQUEST_ANNOTATION = "sync.visitoraware.io/run-request"
 #: Finished Jobs are kept this long for `kubectl logs` (the operator reads them at once).
@@ -46,6 +45,7 @@ def import_config(district: District, approve_held_run: str | None) -> ImportCon
         held_retention_days=spec.safety.held_retention_days,
         pickup_default=spec.import_.pickup_default,
         accepted_types=spec.accepted_file_types, approve_held_run=approve_held_run,
+        retention=Retention.model_validate(spec.retention.model_dump()),
         notifications=Notifications(recipients=spec.notifications.recipients,
                                     when=spec.notifications.when,
                                     max_listed_errors=spec.notifications.max_listed_errors))

@@ -1,7 +1,7 @@
 """visitor-student link custody
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-03
 
 PowerSchool's contacts export states custody per contact and student ("Contact Has
@@ -12,8 +12,8 @@ did not say) instead of being folded into can_pickup.
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005"
-down_revision = "0004"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
