@@ -18,12 +18,19 @@ ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_ROOT_USER_ACTION=ignore
 WORKDIR /src
+# The dependencies first, exactly as pinned (versions and hashes: scripts/lock), in
+# their own layer: a change to the code alone does not reinstall them.
+COPY requirements.lock ./
+RUN python -m venv /opt/visitor-sync \
+    && /opt/visitor-sync/bin/pip install --require-hashes --no-deps -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY importer/ importer/
 COPY operator/ operator/
+# --no-deps: everything it needs is installed above; `pip check` fails the build when
+# the lock no longer satisfies pyproject.toml.
 RUN python -m pip wheel --no-deps --wheel-dir /wheels . \
-    && python -m venv /opt/visitor-sync \
-    && /opt/visitor-sync/bin/pip install /wheels/*.whl \
+    && /opt/visitor-sync/bin/pip install --no-deps /wheels/*.whl \
+    && /opt/visitor-sync/bin/pip check \
     && /opt/visitor-sync/bin/pip uninstall -y pip setuptools
 
 FROM ${PYTHON_IMAGE}

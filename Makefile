@@ -30,9 +30,8 @@ kind-up:  ## Create the kind cluster (kind-config.yaml: NodePort 30022 -> 127.0.
 	@kind get clusters 2>/dev/null | grep -qx '$(CLUSTER)' \
 		|| kind create cluster --name $(CLUSTER) --config kind-config.yaml --wait 120s
 
-images:  ## Build the operator/importer and SFTP images and load them into the cluster.
-	docker build -t $(IMAGE) .
-	docker build -t $(SFTP_IMAGE) images/sftp
+images:  ## Build the operator/importer and SFTP images (scripts/images) and load them into the cluster.
+	IMAGE=$(IMAGE) SFTP_IMAGE=$(SFTP_IMAGE) scripts/images
 	kind load docker-image --name $(CLUSTER) $(IMAGE) $(SFTP_IMAGE)
 
 postgres:  ## Demo-only PostgreSQL and the districts' database Secret (deploy/kind/postgres.yaml).

@@ -219,7 +219,7 @@ def test_sigterm_at_random_points(district: District) -> None:
         statuses.append(status)
         # 0: the run had finished its files when the signal came
         assert status in (0, 143), run.err
-        assert "Traceback" not in run.err
+        assert "Traceback" not in run.err, run.err
         if status == 143:
             message = log.read_text()
             assert message == "stopped by SIGTERM before the run started" or \

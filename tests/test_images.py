@@ -1,12 +1,11 @@
 """The two images' Dockerfiles name only what exists, and agree with the chart and the operator.
 
-No Docker engine runs here, so the images are never built in the test run. What can
-be checked without one is: every file a Dockerfile copies exists in its build context
+These checks need no container engine (tests/images/ builds and runs the images where
+one exists): every file a Dockerfile copies exists in its build context
 and is not excluded by .dockerignore; every command an image or a pod runs is a file
 the image gets or a console script of the package; the uids and ports the images use
 are the ones the chart and the operator's builders expect; the base is pinned.
-The contexts are read from the Makefile's `docker build` lines, so they are the ones
-the kind walkthrough really uses.
+The contexts are read from scripts/images, so they are the ones every build uses.
 """
 
 from __future__ import annotations
@@ -85,14 +84,14 @@ def exec_form(args: str | None) -> list[str]:
 
 
 def build_contexts() -> dict[str, str]:
-    """Dockerfile -> context directory, from the Makefile's `docker build` lines."""
-    makefile = (ROOT / "Makefile").read_text()
+    """Dockerfile -> context directory, from scripts/images' build lines (what the
+    Makefile, the image tests and the e2e tier build with)."""
+    script = (ROOT / "scripts" / "images").read_text()
     contexts = {}
-    for line in re.findall(r"^\tdocker build (.+)$", makefile, re.MULTILINE):
-        words = shlex.split(line)
-        context = words[-1]
-        dockerfile = words[words.index("-f") + 1] if "-f" in words else f"{context}/Dockerfile"
-        contexts[str(PurePosixPath(dockerfile))] = context
+    for dockerfile, context in re.findall(
+            r'^build "\$\w+" "\$repo_root/([^"]+)" "\$repo_root/?([^"]*)"', script,
+            re.MULTILINE):
+        contexts[dockerfile] = context or "."
     return contexts
 
 
@@ -115,7 +114,7 @@ OPERATOR_DOCKERFILE = "Dockerfile"
 SFTP_DOCKERFILE = "images/sftp/Dockerfile"
 
 
-def test_makefile_builds_both_images() -> None:
+def test_the_build_script_builds_both_images() -> None:
     assert CONTEXTS == {OPERATOR_DOCKERFILE: ".", SFTP_DOCKERFILE: "images/sftp"}
 
 

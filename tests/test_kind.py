@@ -97,7 +97,7 @@ def test_database_secret_is_the_one_the_importer_jobs_read() -> None:
 
 def test_kind_values_install_the_images_the_makefile_loads() -> None:
     values = yaml.safe_load((ROOT / "deploy/kind/values.yaml").read_text())
-    env = {item["name"]: item["value"] for item in one(render(values), "Deployment")[
+    env = {item["name"]: item.get("value") for item in one(render(values), "Deployment")[
         "spec"]["template"]["spec"]["containers"][0]["env"]}
     tag = _make_variable("TAG")
     assert env["VISITOR_SYNC_IMAGE"] == f"{_make_variable('IMAGE_REPO')}:{tag}"

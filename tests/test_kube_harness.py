@@ -222,7 +222,6 @@ async def test_patch_flavours_and_what_is_not_emulated(cluster):
     collection = cluster.path("v1", "ConfigMap", namespace="default")
     refused = [
         ("PATCH", cr, strategic, 415),  # the real server refuses SMP for custom resources too
-        ("PATCH", cr, "application/apply-patch+yaml", 415),  # server-side apply
         ("DELETE", collection, "application/json", 405),  # deletecollection
         ("PATCH", scale, "application/merge-patch+json", 404),  # subresources but status
     ]
@@ -230,6 +229,17 @@ async def test_patch_flavours_and_what_is_not_emulated(cluster):
         with pytest.raises(KubeApiError) as error:
             await cluster.request(method, path, body={}, content_type=content_type)
         assert error.value.status == status, (method, path, content_type)
+
+    # Server-side apply: creates what is absent, then merges (no field ownership).
+    apply = "application/apply-patch+yaml"
+    config = {"apiVersion": "v1", "kind": "ConfigMap",
+              "metadata": {"name": "applied", "namespace": "default"}, "data": {"a": "1"}}
+    path = cluster.path("v1", "ConfigMap", "applied", namespace="default")
+    await cluster.request("PATCH", path, body=config, content_type=apply)
+    await cluster.request("PATCH", path, body={**config, "data": {"b": "2"}},
+                          content_type=apply)
+    applied = await cluster.get("v1", "ConfigMap", "applied", namespace="default")
+    assert applied["data"] == {"a": "1", "b": "2"}  # the real server would drop "a"
 
 
 @pytest.mark.asyncio

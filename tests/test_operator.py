@@ -185,6 +185,12 @@ async def test_deleting_the_resource_deletes_nothing_itself(cluster: Cluster) ->
 # -- run now, approvals, rotation --------------------------------------------------------
 
 
+def handled(body: dict) -> str:
+    """What kopf last handled of the resource (its diff base, written after the handlers)."""
+    return (body["metadata"].get("annotations") or {}).get(
+        "kopf.sync.visitoraware.io/last-handled-configuration", "")
+
+
 @pytest.mark.asyncio
 async def test_run_request_starts_exactly_one_job_per_token(cluster: Cluster) -> None:
     async with operating(cluster):
@@ -200,15 +206,16 @@ async def test_run_request_starts_exactly_one_job_per_token(cluster: Cluster) ->
         assert job["spec"]["template"] == cron["spec"]["jobTemplate"]["spec"]["template"]
         assert body["status"]["activeJob"] == job["metadata"]["name"]
 
-        # Another change of the resource does not start the same request again.
+        # Another change of the resource does not start the same request again (the
+        # positive marker first: kopf has handled the change once its diff base has it).
         await cluster.patch(API, KIND, NAME, {"metadata": {"labels": {"tier": "pilot"}}},
                             namespace=NAMESPACE)
-        await asyncio.sleep(0.5)
+        await wait_status(cluster, lambda b: '"pilot"' in handled(b))
         assert len(await jobs(cluster)) == 1
 
         # A new token while the run is active waits for it to finish.
         await annotate(cluster, RUN_REQUEST, "t2")
-        await asyncio.sleep(0.5)
+        await wait_status(cluster, lambda b: '"t2"' in handled(b))
         assert len(await jobs(cluster)) == 1
         assert (await resource(cluster))["status"]["lastHandledRunRequest"] == "t1"
 

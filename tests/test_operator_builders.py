@@ -25,7 +25,6 @@ from visitor_sync_operator.builders import children, importer, secrets, sftp
 from visitor_sync_operator.builders.secrets import Material, decode, material_from
 from visitor_sync_operator.crd import build_crd, render_crd
 from visitor_sync_operator.district import District, InvalidResource
-from visitor_sync_operator.kube import covers
 from visitor_sync_operator.schedule import schedule_at
 from visitor_sync_operator.settings import OperatorSettings, SmtpServer
 from visitor_sync_operator.spec import default_schedule
@@ -122,19 +121,6 @@ def test_district_pods_pull_with_the_configured_secrets_only_when_there_are_some
     assert [pod["imagePullSecrets"] for pod in pods(SMTP)] == [
         [{"name": "registry-credentials"}]] * 2
     assert not any("imagePullSecrets" in pod for pod in pods(OperatorSettings()))
-
-
-@pytest.mark.parametrize(("current", "desired", "drifted"), [
-    ({"a": 1, "added-by-server": 2}, {"a": 1}, False),
-    ({"a": 1}, {"a": 2}, True),
-    ({"spec": {}}, {"spec": {"egress": []}}, False),  # the server drops empty fields
-    ({"spec": {}}, {"spec": {"egress": [{"to": []}]}}, True),
-    ({"l": [{"x": 1, "y": 2}]}, {"l": [{"x": 1}]}, False),
-    ({"l": [{"x": 1}, {"x": 2}]}, {"l": [{"x": 1}]}, True),
-    ({"data": {"k": "v"}}, {"data": {"k": "v", "new": "w"}}, True),
-])
-def test_drift_is_what_the_desired_state_sets_differently(current, desired, drifted) -> None:
-    assert covers(current, desired) is not drifted
 
 
 def test_cron_job_never_overlaps_runs_and_keeps_history_bounded() -> None:

@@ -27,7 +27,7 @@ def summary(result: RunResult, *files: FileOutcome, held_pending: int = 0) -> Im
 
 
 def outcome(run: ImportSummary | None, failure: str | None = None) -> RunOutcome:
-    return RunOutcome("springfield-import-29400000", FINISHED, run, failure)
+    return RunOutcome("springfield-import-29400000", "uid-29400000", FINISHED, run, failure)
 
 
 STUDENTS = FileOutcome(file="students.csv", type="students", status=FileStatus.APPLIED,

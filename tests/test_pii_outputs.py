@@ -25,7 +25,7 @@ from sqlalchemy import Engine, select
 
 from tests.support.kube import Cluster, running_operator
 from tests.support.kubelet import ContainerRun, report_job, run_job
-from tests.support.operator import NAMESPACE, RUN_REQUEST, annotate, district, jobs, wait_status
+from tests.support.operator import NAMESPACE, RUN_REQUEST, annotate, jobs, wait_status
 from tests.support.runs import database, make_inbox, open_database
 from tests.support.sshd import SftpServer
 from tests.test_operator_end_to_end import network, prepare
@@ -117,7 +117,7 @@ def upload(server: SftpServer, paths: list[Path]) -> None:
 @pytest.mark.asyncio
 async def test_no_cell_value_reaches_logs_termination_messages_status_events_or_metrics(
         cluster: Cluster, sftp_server: SftpServer, db_url: str, tmp_path: Path) -> None:
-    await prepare(cluster, sftp_server, db_url)
+    await prepare(cluster, sftp_server, db_url, safety={"quietPeriodSeconds": 0})
     export = sentinel_export(tmp_path / "export")
     students = next(path for path in export if path.name == "students.csv")
     metrics = Metrics()
@@ -147,8 +147,6 @@ async def test_no_cell_value_reaches_logs_termination_messages_status_events_or_
     try:
         async with running_operator(cluster, registry=registry, namespaces=[NAMESPACE],
                                     memo=kopf.Memo()):
-            await cluster.create(district(sftp={"username": sftp_server.accounts.district},
-                                          safety={"quietPeriodSeconds": 0}))
             await wait_status(cluster, lambda b: b.get("status", {}).get("sftp"))
 
             upload(sftp_server, export)

@@ -541,8 +541,11 @@ def test_ssh_audit_finds_no_weak_algorithm(sftp_server: SftpServer) -> None:
     assert not re.search(r"^\(rec\) -", report, re.MULTILINE), report  # nothing to remove
 
 
-def test_openssh_client_works_with_the_offer(sftp_server: SftpServer, tmp_path: Path) -> None:
-    """OpenSSH's own sftp client, batch mode, pinned host key: upload and list."""
+@pytest.mark.parametrize("put", ["put", "put -p"])
+def test_openssh_client_works_with_the_offer(sftp_server: SftpServer, tmp_path: Path,
+                                             put: str) -> None:
+    """OpenSSH's own sftp client, batch mode, pinned host key: upload and list. With
+    ``put -p`` the client also asks to set the local mode and times afterwards."""
     accounts = sftp_server.accounts
     local = tmp_path / "students.csv"
     local.write_text("Student ID\n")
@@ -552,12 +555,32 @@ def test_openssh_client_works_with_the_offer(sftp_server: SftpServer, tmp_path: 
          "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", "IdentitiesOnly=yes",
          "-o", f"UserKnownHostsFile={sftp_server.known_hosts}",
          f"{accounts.district}@{sftp_server.host}"],
-        input=f"put {local}\nls -l\n", capture_output=True, text=True, timeout=30)
+        input=f"{put} {local}\nls -l\n", capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
     uploaded = sftp_server.upload / "students.csv"
     assert uploaded.read_text() == "Student ID\n"
-    # a 0644 upload ends 0600 (umask 077): private to the accounts' uid
+    # a 0644 upload ends 0600 (umask 077): private to the accounts' uid, also when the
+    # client asks for its local mode afterwards (refused; the upload is kept)
     assert stat.S_IMODE(uploaded.stat().st_mode) == 0o600
+    assert ("remote fsetstat: Permission denied" in result.stderr) == (put == "put -p")
+
+
+def test_the_district_cannot_change_modes_or_times(sftp_server: SftpServer) -> None:
+    """SETSTAT would widen an upload past the umask; the importer's session keeps it."""
+    with sftp_server.sftp() as sftp:
+        with sftp.open("/upload/students.csv", "w") as stream:
+            stream.write("Student ID\n")
+            with pytest.raises(PermissionError):
+                stream.chmod(0o644)
+        for change in (lambda: sftp.chmod("/upload/students.csv", 0o644),
+                       lambda: sftp.utime("/upload/students.csv", (0, 0))):
+            with pytest.raises(PermissionError):
+                change()
+    uploaded = sftp_server.upload / "students.csv"
+    assert stat.S_IMODE(uploaded.stat().st_mode) == 0o600
+    accounts = sftp_server.accounts
+    with sftp_server.sftp(accounts.importer, key=accounts.importer_key) as sftp:
+        sftp.chmod("/district/upload/students.csv", 0o600)
 
 
 # -- the image's entrypoint and the capabilities it needs ------------------------------

@@ -133,9 +133,10 @@ def test_fetch_of_a_changed_or_vanished_file_raises_file_changed(
 def test_a_file_its_uploader_made_unreadable_is_still_imported(
         sftp_server: SftpServer, source: SftpSource) -> None:
     content = roster(2)
-    upload(sftp_server, "students.csv", content)
-    with sftp_server.sftp() as sftp:
-        sftp.chmod("/upload/students.csv", 0)
+    path = upload(sftp_server, "students.csv", content)
+    # A client can create a file with mode 0000 (the mode of its open request, which the
+    # server's umask only narrows); it can no longer chmod it later (SETSTAT is refused).
+    path.chmod(0)
     (listed,) = source.list_files()
     with source.fetch(listed) as copy:
         assert copy.read_bytes() == content

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import signal
 import threading
@@ -63,3 +64,27 @@ def test_outside_the_main_thread_sigterm_is_left_alone() -> None:
     thread.join()
     assert errors == []
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_tracebacks_of_what_a_stop_interrupted_are_not_logged(
+        capfd: pytest.CaptureFixture[str]) -> None:
+    """SQLAlchemy's pool logged the failed rollback of a connection cut mid-COPY."""
+    logger = logging.getLogger("visitor_sync.test")
+    handler = logging.StreamHandler()
+    logging.getLogger().addHandler(handler)
+    try:
+        with pytest.raises(Terminated), stop_on_sigterm():
+            try:
+                sigterm_myself()
+            except Terminated:
+                try:
+                    raise RuntimeError("rollback failed: another command is in progress")
+                except RuntimeError:
+                    logger.exception("Exception during reset or similar")
+                raise
+        logger.error("an error after the stop is still logged")
+    finally:
+        logging.getLogger().removeHandler(handler)
+    err = capfd.readouterr().err
+    assert "Exception during reset" not in err
+    assert "an error after the stop is still logged" in err

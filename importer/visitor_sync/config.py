@@ -13,6 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from visitor_sync.values import Email
 
+#: ``approve_held_run`` (and ``--approve-held``) value approving every pending held file
+#: of the district.
+ALL_HELD = "all"
+
 
 class Limits(BaseModel):
     """Per-file limits of FORMATS.md; over a limit the file is rejected."""

@@ -15,14 +15,24 @@ from __future__ import annotations
 import sys
 import traceback
 from types import TracebackType
+from typing import TYPE_CHECKING
 
-from sqlalchemy.engine import URL
-from sqlalchemy.exc import DBAPIError
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
+
+
+def _driver_error(error: BaseException) -> BaseException | None:
+    """The database driver's exception SQLAlchemy wraps, if any. (SQLAlchemy is imported
+    here, not at the top: the CLI installs :func:`report_crash` before any command, and
+    ``--help`` must not pay for loading it.)"""
+    from sqlalchemy.exc import DBAPIError
+
+    return error.orig if isinstance(error, DBAPIError) else None
 
 
 def _database_facts(error: BaseException) -> list[str]:
     """SQLSTATE / SQLite error name and the schema object named; never the detail text."""
-    original = error.orig if isinstance(error, DBAPIError) else error
+    original = _driver_error(error) or error
     facts = []
     code = getattr(original, "sqlstate", None) or getattr(original, "sqlite_errorname", None)
     if code:
@@ -43,13 +53,13 @@ def describe_failure(error: BaseException, url: URL | None = None) -> str:
     exception's type and database facts, then the same for what caused it."""
     if url is not None:
         where = f"{url.host}:{url.port or 5432}" if url.host else str(url.database or "memory")
-        original = error.orig if isinstance(error, DBAPIError) else error
+        original = _driver_error(error) or error
         reason = (str(original).strip().splitlines() or [type(original).__name__])[0]
         if reason.startswith("connection failed:"):  # psycopg: "... port N failed: <why>"
             return f"could not connect to {where}: {reason.rpartition('failed: ')[2]}"
         if isinstance(original, OSError) or reason == "unable to open database file":
             return f"could not connect to {where}: {reason}"
-        if isinstance(error, DBAPIError) and error.connection_invalidated:
+        if getattr(error, "connection_invalidated", False):
             return f"lost the connection to {where}: {reason}"
         return f"{where}: {_failure_chain(error)}"
     return _failure_chain(error)
@@ -59,7 +69,7 @@ def _failure_chain(error: BaseException) -> str:
     parts = []
     seen: BaseException | None = error
     while seen is not None and len(parts) < 5:
-        original = seen.orig if isinstance(seen, DBAPIError) else None
+        original = _driver_error(seen)
         kind = type(seen).__name__
         if original is not None:
             kind += f" ({type(original).__module__}.{type(original).__name__})"

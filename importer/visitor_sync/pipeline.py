@@ -23,7 +23,7 @@ from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from visitor_sync import checks
-from visitor_sync.config import ImportConfig
+from visitor_sync.config import ALL_HELD, ImportConfig
 from visitor_sync.csvfile import CsvTable, FileFacts, inspect_file
 from visitor_sync.db.schema import (
     District,
@@ -66,10 +66,6 @@ from visitor_sync.termination import Terminated, deferred, stop_if_asked
 from visitor_sync.validation import Member, RowValidator, csv_member
 
 log = logging.getLogger(__name__)
-
-#: ``approve_held`` value approving every pending held file of the district.
-ALL_HELD = "all"
-
 
 class Progress(Protocol):
     """Receives progress of long files (a terminal progress bar, or nothing)."""
@@ -528,13 +524,13 @@ class Importer:
 
     def _expire_held(self, now: datetime) -> None:
         cutoff = now - timedelta(days=self.config.held_retention_days)
+        # One writing statement: on SQLite a transaction that reads before it writes
+        # fails at once ("database is locked") when another district's run wrote since.
         with self.engine.begin() as connection:
-            expired = list(connection.execute(select(HeldFile.id, HeldFile.location).where(
+            expired = list(connection.execute(update(HeldFile).where(
                 HeldFile.district_id == self.district_id, HeldFile.state == "pending",
-                HeldFile.held_at < cutoff)))
-            connection.execute(update(HeldFile).where(
-                HeldFile.id.in_([row.id for row in expired])).values(
-                state="expired", resolved_at=now))
+                HeldFile.held_at < cutoff).values(state="expired", resolved_at=now)
+                .returning(HeldFile.location)))
         for row in expired:
             self.drop_box.discard_held(row.location)
 

@@ -12,6 +12,7 @@ a committed file is never reported as rolled back.
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 import threading
@@ -54,6 +55,27 @@ def _drop_terminated(unraisable: sys.UnraisableHookArgs) -> None:
         _Signal.unraisable_hook(unraisable)
 
 
+def _caused_by_terminated(error: BaseException | None) -> bool:
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, Terminated):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
+
+
+class _QuietStop(logging.Filter):
+    """Drops the tracebacks of what a stop interrupted (e.g. SQLAlchemy's pool logging
+    the rollback of a connection cut mid-COPY): the CLI reports the stop, in one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and _caused_by_terminated(record.exc_info[1]))
+
+
+_QUIET_STOP = _QuietStop()
+
+
 @contextmanager
 def stop_on_sigterm() -> Iterator[None]:
     """Turn SIGTERM into :class:`Terminated` inside the block (only the main thread
@@ -65,12 +87,17 @@ def stop_on_sigterm() -> Iterator[None]:
     previous = signal.signal(signal.SIGTERM, _stop)
     _Signal.unraisable_hook, sys.unraisablehook = sys.unraisablehook, _drop_terminated
     _Signal.pending = False
+    handlers = list(logging.getLogger().handlers)
+    for handler in handlers:
+        handler.addFilter(_QUIET_STOP)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
         sys.unraisablehook = _Signal.unraisable_hook
         _Signal.pending = False  # a stop belongs to the block it came in
+        for handler in handlers:
+            handler.removeFilter(_QUIET_STOP)
 
 
 @contextmanager

@@ -7,10 +7,8 @@ the operator (the operator depends on the importer's contract, not the reverse).
 from __future__ import annotations
 
 import click
-from pydantic import ValidationError
 
 from visitor_sync.cli import main
-from visitor_sync_operator.settings import OperatorSettings
 
 
 @main.command()
@@ -23,9 +21,12 @@ from visitor_sync_operator.settings import OperatorSettings
 def operator(namespaces: tuple[str, ...], metrics_port: int | None,
              health_port: int | None) -> None:
     """Run the Kubernetes operator (settings: VISITOR_SYNC_* variables, docs/configuration.md)."""
-    # Imported here: kopf and the Kubernetes client are slow to import and the
-    # importer's own commands (the hourly Job) do not need them.
+    # Imported here: kopf, the Kubernetes client and pydantic-settings are slow to
+    # import and the importer's own commands (the hourly Job) do not need them.
+    from pydantic import ValidationError
+
     from visitor_sync_operator.main import run
+    from visitor_sync_operator.settings import OperatorSettings
 
     overrides = {"namespaces": list(namespaces) or None, "metrics_port": metrics_port,
                  "health_port": health_port}

@@ -38,6 +38,10 @@ _FORMATS = {"date": "date", "date-time": "date-time", "email": "email",
 #: Upper bounds on lists, so the API server can estimate the cost of CEL rules.
 MAX_ITEMS = 100
 
+#: Lists of objects that are maps keyed by these fields (one entry per key, merged by
+#: key in server-side apply), as Kubernetes keeps conditions.
+LIST_MAP_KEYS = {"status.conditions": ("type",)}
+
 #: CEL rules, by JSON path of the node they sit on.
 VALIDATIONS: dict[str, list[dict[str, str]]] = {
     "spec.districtId": [{
@@ -92,6 +96,9 @@ def structural(schema: dict[str, Any], definitions: dict[str, Any], path: str = 
         node.setdefault("maxItems", MAX_ITEMS)
     if path in VALIDATIONS:
         node["x-kubernetes-validations"] = VALIDATIONS[path]
+    if path in LIST_MAP_KEYS:
+        node |= {"x-kubernetes-list-type": "map",
+                 "x-kubernetes-list-map-keys": list(LIST_MAP_KEYS[path])}
     return node
 
 
@@ -134,7 +141,10 @@ def build_crd() -> dict[str, Any]:
                      "jsonPath": ".status.lastImport.finishedAt"},
                     {"name": "Result", "type": "string",
                      "jsonPath": ".status.lastImport.result"},
-                    {"name": "Next run", "type": "date", "jsonPath": ".status.nextRunTime"},
+                    # A string, not a date: kubectl prints a date as its age, and the
+                    # age of a future time as <invalid>.
+                    {"name": "Next run", "type": "string", "jsonPath": ".status.nextRunTime",
+                     "description": "When the next scheduled run starts (UTC)."},
                     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
                 ],
                 "schema": {"openAPIV3Schema": {

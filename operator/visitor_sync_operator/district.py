@@ -16,6 +16,8 @@ MAX_NAME_LENGTH = 40
 MANAGER = "visitor-sync-operator"
 #: Label carrying the owning resource's name on every child (and on Job pods).
 DISTRICT_LABEL = "sync.visitoraware.io/district"
+#: What the importer's CronJob and ConfigMap add to the district's name.
+IMPORTER_SUFFIX = "-import"
 
 
 class InvalidResource(ValueError):
@@ -66,7 +68,7 @@ class District:
     @property
     def importer_name(self) -> str:
         """The importer's CronJob and ConfigMap."""
-        return f"{self.name}-import"
+        return f"{self.name}{IMPORTER_SUFFIX}"
 
     @property
     def sftp_host(self) -> str:

@@ -10,18 +10,20 @@ reconciling the same district at once.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import threading
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
 from pydantic import ValidationError
 
-from visitor_sync_operator.district import DISTRICT_LABEL, District, InvalidResource
-from visitor_sync_operator.kube import Kube, Refused
+from visitor_sync_operator.district import District, InvalidResource
+from visitor_sync_operator.kube import Conflict, Gone, Kube, NotOwned, Refused, Unavailable
 from visitor_sync_operator.metrics import DistrictHealth, Metrics
 from visitor_sync_operator.provisioning import ROTATE_ANNOTATION, SftpState, provision
 from visitor_sync_operator.runs import (
@@ -31,11 +33,14 @@ from visitor_sync_operator.runs import (
     RunOutcome,
     active_job,
     describe,
+    district_of_job,
     finished,
     importer_jobs,
+    owned_jobs,
     read_outcome,
     request_run,
     status_after,
+    unrecorded,
 )
 from visitor_sync_operator.schedule import schedule_at
 from visitor_sync_operator.settings import OperatorSettings
@@ -45,6 +50,7 @@ from visitor_sync_operator.status import (
     condition_status,
     now,
     parse_timestamp,
+    replacing,
     set_condition,
     timestamp,
 )
@@ -52,6 +58,8 @@ from visitor_sync_operator.status import (
 log = logging.getLogger(__name__)
 
 RUN_ID = re.compile(r"^[A-Za-z0-9-]{1,36}$")
+#: Attempts at a status write whose district changed meanwhile (each re-reads it).
+STATUS_ATTEMPTS = 5
 
 
 @dataclass
@@ -91,11 +99,17 @@ def _without_nulls(value: Any) -> Any:
 # -- reconciling a district ------------------------------------------------------------
 
 
-def reconcile(operator: Operator, body: dict[str, Any]) -> dict[str, Any]:
-    """Bring the district's children in line with its spec and annotations.
+@dataclass(frozen=True)
+class Reconciled:
+    #: the status fields that must change (empty when nothing did)
+    update: dict[str, Any]
+    #: the district's finished Jobs no event recorded (the operator was down, the API
+    #: unavailable): recorded by whoever reconciled, so no outcome is lost
+    unrecorded_jobs: list[dict[str, Any]] = field(default_factory=list)
 
-    Returns the status fields that must change (empty when nothing did).
-    """
+
+def reconcile(operator: Operator, body: dict[str, Any]) -> Reconciled:
+    """Bring the district's children in line with its spec and annotations."""
     metadata, status = body.get("metadata", {}), dict(body.get("status") or {})
     namespace, name = metadata.get("namespace", ""), metadata.get("name", "")
     generation = metadata.get("generation")
@@ -103,8 +117,8 @@ def reconcile(operator: Operator, body: dict[str, Any]) -> dict[str, Any]:
         try:
             district = District.from_body(dict(body))
         except (ValidationError, InvalidResource) as error:
-            return _stall(operator, body, status, "InvalidSpec", _spec_problems(error),
-                          generation)
+            return Reconciled(_stall(operator, body, status, "InvalidSpec",
+                                     _spec_problems(error), generation))
         annotations = dict(metadata.get("annotations") or {})
         moment = now()
         schedule = schedule_at(district, moment)
@@ -114,8 +128,12 @@ def reconcile(operator: Operator, body: dict[str, Any]) -> dict[str, Any]:
         try:
             provisioned = provision(operator.kube, district, operator.settings, schedule,
                                     approval, rotate)
+        except NotOwned as error:
+            return Reconciled(_stall(operator, body, status, "ChildNotOwned", str(error),
+                                     generation))
         except (Refused, ValueError) as error:
-            return _stall(operator, body, status, "ApplyFailed", str(error), generation)
+            return Reconciled(_stall(operator, body, status, "ApplyFailed", str(error),
+                                     generation))
         if provisioned.written and status.get("observedGeneration") is not None:
             kopf.info(body, reason="Reconciled",
                       message="updated " + ", ".join(provisioned.written))
@@ -135,8 +153,10 @@ def reconcile(operator: Operator, body: dict[str, Any]) -> dict[str, Any]:
                 "Suspended" if provisioned.sftp.ready else "SFTPNotReady",
                 f"{provisioned.sftp.message}; scheduled runs do not start: {schedule.reason}",
                 generation)
-        wanted |= _run_request(operator, district, body, provisioned.cron_job)
-        return changed(status, wanted)
+        jobs = owned_jobs(importer_jobs(operator.kube, district),
+                          {district.uid, provisioned.cron_job["metadata"].get("uid")})
+        wanted |= _run_request(operator, district, body, provisioned.cron_job, jobs)
+        return Reconciled(changed(status, wanted), unrecorded(jobs))
 
 
 def _provisioned_status(district: District, sftp: SftpState, status: dict[str, Any],
@@ -167,11 +187,10 @@ def _provisioned_status(district: District, sftp: SftpState, status: dict[str, A
 
 
 def _run_request(operator: Operator, district: District, body: dict[str, Any],
-                 cron_job: dict[str, Any]) -> dict[str, Any]:
+                 cron_job: dict[str, Any], jobs: list[dict[str, Any]]) -> dict[str, Any]:
     """Start the run the annotation asks for, unless it was handled (echoed) already."""
     status = body.get("status") or {}
     token = (body.get("metadata", {}).get("annotations") or {}).get(RUN_REQUEST_ANNOTATION)
-    jobs = importer_jobs(operator.kube, district)
     wanted: dict[str, Any] = {"activeJob": active_job(jobs)}
     if not token or token == status.get("lastHandledRunRequest"):
         return wanted
@@ -218,20 +237,25 @@ def _stall(operator: Operator, body: dict[str, Any], status: dict[str, Any], rea
 
 
 def job_changed(operator: Operator, job: dict[str, Any]) -> None:
-    """Mirror a finished importer Job into its district's status, Events and metrics, once."""
+    """Mirror a finished importer Job into its district's status, Events and metrics, once;
+    a Job that started makes its district's ``activeJob`` (scheduled runs too)."""
     metadata = job.get("metadata") or {}
-    if finished(job) is None or (metadata.get("annotations") or {}).get(REPORTED_ANNOTATION):
+    namespace, owner = metadata.get("namespace", ""), district_of_job(job)
+    if owner is None or (metadata.get("annotations") or {}).get(REPORTED_ANNOTATION):
         return
-    namespace, owner = metadata.get("namespace", ""), (metadata.get("labels") or {}).get(
-        DISTRICT_LABEL)
-    if not owner:
+    if finished(job) is None:
+        parent = operator.kube.get(API_VERSION, KIND, namespace, owner)
+        if parent is not None and (parent.get("status") or {}).get("activeJob") != \
+                metadata.get("name"):
+            refresh(operator, namespace, owner, parent)
         return
     with operator.lock(namespace, owner):
         parent = operator.kube.get(API_VERSION, KIND, namespace, owner)
         if parent is not None:
             _record(operator, parent, job)
-        operator.kube.patch("batch/v1", "Job", namespace, metadata["name"],
-                            {"metadata": {"annotations": {REPORTED_ANNOTATION: "true"}}})
+        with contextlib.suppress(Gone):  # deleted meanwhile (its TTL): nothing to mark
+            operator.kube.patch("batch/v1", "Job", namespace, metadata["name"],
+                                {"metadata": {"annotations": {REPORTED_ANNOTATION: "true"}}})
     refresh(operator, namespace, owner)  # a run request that waited for this Job starts now
 
 
@@ -252,28 +276,80 @@ def refresh(operator: Operator, namespace: str, name: str,
             parent: dict[str, Any] | None = None) -> None:
     """Reconcile a district outside its own handlers (a child changed) and save its status."""
     parent = parent or operator.kube.get(API_VERSION, KIND, namespace, name)
-    update = reconcile(operator, parent) if parent is not None else None
-    if update:
-        operator.kube.patch(API_VERSION, KIND, namespace, name, {"status": update},
-                            status=True)
+    if parent is not None:
+        reconcile_and_save(operator, parent)
+
+
+def reconcile_and_save(operator: Operator, body: dict[str, Any]) -> None:
+    """:func:`reconcile`, then its status saved (recomputed if the district changed)."""
+    missed: list[dict[str, Any]] = []
+
+    def reconciled(body: dict[str, Any]) -> None:
+        result = reconcile(operator, body)
+        if result.update:
+            save_status(operator, body, result.update)
+        missed[:] = result.unrecorded_jobs
+
+    _until_saved(operator, body, reconciled)
+    for job in missed:
+        job_changed(operator, job)
+
+
+def save_status(operator: Operator, body: dict[str, Any], fields: dict[str, Any]) -> None:
+    """The one way the status is written: exactly ``fields`` (maps replaced, not merged),
+    and only over the version of the district they were computed from.
+
+    Writers (reconciles, a run's outcome, the SFTP server's readiness) run in different
+    threads from what each read: a write computed from an older view fails with
+    :class:`Conflict` instead of overwriting a newer one (a recorded import result).
+    """
+    metadata, status = body["metadata"], body.get("status") or {}
+    operator.kube.patch(API_VERSION, KIND, metadata["namespace"], metadata["name"], {
+        "metadata": {"resourceVersion": metadata.get("resourceVersion")},
+        "status": {key: replacing(status.get(key), value) for key, value in fields.items()},
+    }, status=True)
+
+
+def _until_saved(operator: Operator, body: dict[str, Any],
+                 compute_and_save: Callable[[dict[str, Any]], None]) -> None:
+    """Run ``compute_and_save`` on the district, again on a fresh read after a conflict."""
+    namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    for _ in range(STATUS_ATTEMPTS):
+        try:
+            compute_and_save(body)
+            return
+        except Gone:
+            return  # deleted meanwhile: no status to keep
+        except Conflict:
+            fresh = operator.kube.get(API_VERSION, KIND, namespace, name)
+            if fresh is None:
+                return
+            body = fresh
+    raise Unavailable(f"the status of {namespace}/{name} kept changing while it was written")
 
 
 def _record(operator: Operator, parent: dict[str, Any], job: dict[str, Any]) -> None:
-    status = parent.get("status") or {}
-    name, namespace = parent["metadata"]["name"], parent["metadata"]["namespace"]
-    if (status.get("lastImport") or {}).get("job") == job["metadata"]["name"]:
-        return  # recorded before a restart; the annotation did not make it
-    outcome = read_outcome(operator.kube, job)
-    wanted = status_after(outcome, status, parent["metadata"].get("generation"))
-    if status.get("activeJob") == job["metadata"]["name"]:
-        wanted["activeJob"] = None
-    operator.kube.patch(API_VERSION, KIND, namespace, name, {"status": wanted}, status=True)
-    _count(operator, namespace, name, outcome)
-    reason, message = describe(outcome)
-    if outcome.result.value in ("success", "waiting"):
-        kopf.info(parent, reason=reason, message=message)
-    else:
-        kopf.warn(parent, reason=reason, message=message)
+    def record(parent: dict[str, Any]) -> None:
+        status = parent.get("status") or {}
+        last = status.get("lastImport") or {}
+        if last.get("jobUid") == job["metadata"].get("uid"):
+            return  # recorded before a restart; the annotation did not make it
+        outcome = read_outcome(operator.kube, job)
+        recorded_end = parse_timestamp(last.get("finishedAt"))
+        if recorded_end is not None and recorded_end > outcome.finished_at:
+            return  # a run that ended later is recorded: an older one does not replace it
+        wanted = status_after(outcome, status, parent["metadata"].get("generation"))
+        if status.get("activeJob") == job["metadata"]["name"]:
+            wanted["activeJob"] = None
+        save_status(operator, parent, wanted)
+        _count(operator, parent["metadata"]["namespace"], parent["metadata"]["name"], outcome)
+        reason, message = describe(outcome)
+        if outcome.result.value in ("success", "waiting"):
+            kopf.info(parent, reason=reason, message=message)
+        else:
+            kopf.warn(parent, reason=reason, message=message)
+
+    _until_saved(operator, parent, record)
 
 
 def _count(operator: Operator, namespace: str, name: str, outcome: RunOutcome) -> None:

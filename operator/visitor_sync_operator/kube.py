@@ -1,9 +1,15 @@
 """The operator's few ways of talking to the Kubernetes API, over the dynamic client.
 
 Plain dicts in and out (builders return dicts, tests compare dicts), and the
-API's answers turned into what the caller means: 404 is "absent", 409 on
-create is "someone made it first", 4xx on a write is a spec the cluster
-refuses (the resource stalls) and anything else is worth a retry.
+API's answers turned into what the caller means: 404 is "absent", 4xx on a write
+is a spec the cluster refuses (the resource stalls) and anything else is worth a
+retry.
+
+Children are written with server-side apply under the field manager
+``visitor-sync-operator``: the API server, not a hand-made comparison, decides what
+drifted (defaults, canonical quantities, dropped empty fields), and a field the
+operator stops setting is removed. An object the district does not control is
+refused, never adopted.
 """
 
 from __future__ import annotations
@@ -15,40 +21,36 @@ from contextlib import contextmanager
 from typing import Any
 
 import kubernetes
+import urllib3
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
-from kubernetes.dynamic.exceptions import DynamicApiError, NotFoundError, ResourceNotFoundError
+from kubernetes.dynamic.exceptions import DynamicApiError, ResourceNotFoundError
 
 log = logging.getLogger(__name__)
 
 MERGE_PATCH = "application/merge-patch+json"
+#: Whose fields the children's are (server-side apply); the chart's Deployment name too.
+FIELD_MANAGER = "visitor-sync-operator"
 
 
 class Refused(Exception):
     """The API server refused a write for good (invalid, forbidden, immutable field)."""
 
 
+class Gone(Refused):
+    """The object does not exist (HTTP 404), e.g. deleted while it was being handled."""
+
+
+class NotOwned(Refused):
+    """A child's name is taken by an object the district does not control."""
+
+
 class Unavailable(Exception):
     """The API server could not be used just now; retrying may help."""
 
 
-def covers(current: Any, desired: Any) -> bool:
-    """Whether ``current`` already has every value ``desired`` sets.
-
-    Fields the API server adds (defaults, status, metadata) do not count as drift;
-    lists must match element by element. An empty list or map is what an absent field
-    is: the API server drops empty ``omitempty`` fields, so comparing them as values
-    would patch the same object on every resync.
-    """
-    if current is None and desired in ([], {}):
-        return True
-    if isinstance(desired, dict):
-        return isinstance(current, dict) and all(
-            covers(current.get(key), value) for key, value in desired.items())
-    if isinstance(desired, list):
-        return isinstance(current, list) and len(current) == len(desired) and all(
-            covers(have, want) for have, want in zip(current, desired, strict=True))
-    return current == desired
+class Conflict(Unavailable):
+    """The object changed since it was read (HTTP 409): read it again and recompute."""
 
 
 @contextmanager
@@ -58,10 +60,16 @@ def _translated(action: str) -> Iterator[None]:
     except (DynamicApiError, ApiException) as error:
         status = getattr(error, "status", None) or 0
         detail = _reason(error)
-        if 400 <= status < 500 and status not in (408, 409, 429):
+        if status == 409:
+            raise Conflict(f"{action}: {detail}") from error
+        if status == 404:
+            raise Gone(f"{action}: {detail}") from error
+        if 400 <= status < 500 and status not in (408, 429):
             raise Refused(f"{action}: {detail}") from error
         raise Unavailable(f"{action}: {detail}") from error
-    except (OSError, kubernetes.client.exceptions.OpenApiException) as error:
+    except (OSError, urllib3.exceptions.HTTPError,
+            kubernetes.client.exceptions.OpenApiException) as error:
+        # urllib3 gives up on a refused connection with its own MaxRetryError
         raise Unavailable(f"{action}: {error}") from error
 
 
@@ -77,10 +85,13 @@ def _reason(error: Exception) -> str:
 
 
 class Kube:
-    """Generic get/list/create/patch/delete of namespaced objects."""
+    """Generic get/list/create/patch/apply of namespaced objects."""
 
     def __init__(self, api_client: kubernetes.client.ApiClient) -> None:
         self.dynamic = DynamicClient(api_client)
+        #: per object: (what was applied, the resourceVersion that resulted), so that an
+        #: object nobody changed since is not applied again (an idle resync writes nothing)
+        self._applied: dict[tuple[str, str, str, str], tuple[str, str | None]] = {}
 
     def _resource(self, api_version: str, kind: str) -> Any:
         try:
@@ -94,10 +105,8 @@ class Kube:
         try:
             with _translated(f"reading {kind} {namespace}/{name}"):
                 return resource.get(name=name, namespace=namespace).to_dict()
-        except Refused as refused:
-            if isinstance(refused.__cause__, NotFoundError):
-                return None
-            raise
+        except Gone:
+            return None
 
     def list(self, api_version: str, kind: str, namespace: str,
              labels: dict[str, str]) -> list[dict[str, Any]]:
@@ -107,17 +116,12 @@ class Kube:
             items = resource.get(namespace=namespace, label_selector=selector).to_dict()
         # Filtered here too: not every API (or emulator) honours label selectors.
         return [item for item in items.get("items") or []
-                if covers((item.get("metadata") or {}).get("labels") or {}, labels)]
-
-    def create(self, body: dict[str, Any]) -> dict[str, Any]:
-        resource = self._resource(body["apiVersion"], body["kind"])
-        metadata = body["metadata"]
-        with _translated(f"creating {body['kind']} {metadata['namespace']}/{metadata['name']}"):
-            return resource.create(body=body, namespace=metadata["namespace"]).to_dict()
+                if labels.items() <= ((item.get("metadata") or {}).get("labels") or {}).items()]
 
     def patch(self, api_version: str, kind: str, namespace: str, name: str,
               patch: dict[str, Any], *, status: bool = False) -> dict[str, Any]:
-        """A JSON merge patch, of the object or of its status subresource."""
+        """A JSON merge patch, of the object or of its status subresource (with
+        ``metadata.resourceVersion`` in it: :class:`Conflict` if the object changed since)."""
         resource = self._resource(api_version, kind)
         if status:
             resource = resource.subresources["status"]
@@ -126,10 +130,11 @@ class Kube:
                                   content_type=MERGE_PATCH).to_dict()
 
     def apply(self, desired: dict[str, Any]) -> tuple[dict[str, Any], bool]:
-        """Make the object look like ``desired``: create it, patch what drifted, or nothing.
+        """Make the object look like ``desired`` (server-side apply), unless it already does.
 
-        Returns the object and whether anything was written (an idle resync writes
-        nothing). A create that loses a race to another writer falls back to a patch.
+        Returns the object and whether the server changed it. ``desired`` is applied
+        again only when it differs from what was last applied or someone changed the
+        object since (its resourceVersion moved), so an idle resync makes no write.
         """
         return self.apply_over(self.get(*_key(desired)), desired)
 
@@ -137,19 +142,43 @@ class Kube:
                    desired: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         """:meth:`apply` for an object the caller has just read (``None``: absent)."""
         key = _key(desired)
-        if current is None:
-            try:
-                return self.create(desired), True
-            except Unavailable as error:
-                current = self.get(*key)
-                if current is None:
-                    raise error from None
-        if covers(current, desired):
+        if current is not None:
+            check_controlled(current, desired)
+        applied = json.dumps(desired, sort_keys=True)
+        version = (current or {}).get("metadata", {}).get("resourceVersion")
+        if current is not None and self._applied.get(key) == (applied, version):
             return current, False
-        log.info("%s %s/%s drifted from its desired state; patching", *key[1:])
-        patch = {name: value for name, value in desired.items()
-                 if name not in ("apiVersion", "kind")}
-        return self.patch(*key, patch), True
+        resource = self._resource(key[0], key[1])
+        with _translated(f"applying {key[1]} {key[2]}/{key[3]}"):
+            result = resource.server_side_apply(
+                body=desired, name=key[3], namespace=key[2], field_manager=FIELD_MANAGER,
+                # Only objects the district controls get here: a field someone else set
+                # where we set one is drift, and ours wins.
+                force_conflicts=True).to_dict()
+        new_version = result["metadata"].get("resourceVersion")
+        self._applied[key] = (applied, new_version)
+        written = new_version != version
+        if written and current is not None:
+            log.info("%s %s/%s drifted from its desired state; applied", *key[1:])
+        return result, written
+
+
+def _controller(body: dict[str, Any]) -> dict[str, Any] | None:
+    return next((ref for ref in body["metadata"].get("ownerReferences") or []
+                 if ref.get("controller")), None)
+
+
+def check_controlled(current: dict[str, Any], desired: dict[str, Any]) -> None:
+    """Refuse to touch an object the desired owner does not control (a same-named
+    Service or Secret of someone else's is not ours to change)."""
+    have, want = _controller(current), _controller(desired)
+    if want is not None and (have or {}).get("uid") != want.get("uid"):
+        owner = f"{have['kind']} {have['name']}" if have else "nobody"
+        raise NotOwned(
+            f"{desired['kind']} {desired['metadata']['namespace']}/"
+            f"{desired['metadata']['name']} already exists and is controlled by {owner}, "
+            f"not {want['kind']} {want['name']}: the operator does not take it over; "
+            "rename or delete it")
 
 
 def _key(body: dict[str, Any]) -> tuple[str, str, str, str]:

@@ -7,6 +7,7 @@ and :func:`run` starts kopf with the settings and the metrics server.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import socket
@@ -18,7 +19,12 @@ from prometheus_client import start_http_server
 
 from visitor_sync_operator import handlers
 from visitor_sync_operator.district import MANAGER
-from visitor_sync_operator.handlers import Operator, health_of, job_changed, reconcile
+from visitor_sync_operator.handlers import (
+    Operator,
+    health_of,
+    job_changed,
+    reconcile_and_save,
+)
 from visitor_sync_operator.kube import Kube, Unavailable
 from visitor_sync_operator.metrics import Metrics
 from visitor_sync_operator.settings import OperatorSettings
@@ -78,29 +84,29 @@ def build_registry(settings: OperatorSettings, metrics: Metrics) -> kopf.Operato
 
     operator_settings = settings
 
-    def reconciled(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, handler: str) -> None:
+    def reconciled(body: kopf.Body, memo: kopf.Memo, handler: str) -> None:
         operator: Operator = memo.operator
         try:
-            update = reconcile(operator, dict(body))
+            reconcile_and_save(operator, dict(body))
         except Unavailable as error:
             operator.metrics.reconcile_errors.labels(handler, "temporary").inc()
             raise kopf.TemporaryError(str(error), delay=RETRY_DELAY) from error
-        if update:
-            patch.setdefault("status", {}).update(update)
 
     @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry)
     @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry)
     @kopf.on.update(GROUP, VERSION, PLURAL, registry=registry)
-    def changed(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
-        reconciled(body, patch, memo, "changed")
+    def changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        reconciled(body, memo, "changed")
 
     @kopf.timer(GROUP, VERSION, PLURAL, interval=settings.resync_seconds,
                 initial_delay=settings.resync_seconds, registry=registry)
-    def resync(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+    def resync(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         """Repairs drift (deleted or edited children) and opens or closes pause windows."""
         if (body.get("status") or {}).get("observedGeneration") is None:
             return  # not reconciled once yet: the create handler is on it
-        reconciled(body, patch, memo, "resync")
+        reconciled(body, memo, "resync")
+
+    _without_finalizers(registry)
 
     @kopf.on.event("apps", "v1", "deployments", labels=OWNED, registry=registry)
     def sftp_server_changed(body: kopf.Body, memo: kopf.Memo, type: str | None,
@@ -138,6 +144,21 @@ def build_registry(settings: OperatorSettings, metrics: Metrics) -> kopf.Operato
             operator.metrics.fleet.update(health_of(dict(body)))
 
     return registry
+
+
+def _without_finalizers(registry: kopf.OperatorRegistry) -> None:
+    """Let the resync timer run without kopf's finalizer on every DistrictSync.
+
+    kopf blocks the deletion of a resource with a timer until it has stopped the timer,
+    so ``kubectl delete dsync`` hung whenever the operator was down. The timer has nothing
+    to do at a district's end (children go by owner reference, the database is never
+    touched), and kopf stops it on the deletion event anyway. kopf has no option for
+    this: its registered timer is replaced by a copy that asks for no finalizer, and kopf
+    then also removes the finalizer from resources an older version marked.
+    """
+    spawning = registry._spawning
+    spawning._handlers = [dataclasses.replace(handler, requires_finalizer=False)
+                          for handler in spawning.get_all_handlers()]
 
 
 def _owner(child: kopf.Body) -> str | None:

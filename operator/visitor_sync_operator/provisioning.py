@@ -16,7 +16,7 @@ from visitor_sync.sftp.credentials import generate_password
 from visitor_sync_operator.builders import children
 from visitor_sync_operator.builders.secrets import Material, material_from
 from visitor_sync_operator.district import District
-from visitor_sync_operator.kube import Kube
+from visitor_sync_operator.kube import Kube, check_controlled
 from visitor_sync_operator.schedule import Schedule
 from visitor_sync_operator.settings import OperatorSettings
 from visitor_sync_operator.spec import ServiceType
@@ -59,20 +59,23 @@ def read_material(kube: Kube, district: District, rotate: bool
 
 def provision(kube: Kube, district: District, settings: OperatorSettings, schedule: Schedule,
               approve_held_run: str | None, rotate: bool = False) -> Provisioned:
-    """Apply every child (all built first: a builder's error leaves nothing half-made)."""
+    """Apply every child (all built and read first: a builder's error or a child of someone
+    else's leaves nothing half-made)."""
     material, secrets = read_material(kube, district, rotate)
     desired = children(district, settings, material, schedule, approve_held_run)
+    current = [secrets[child["metadata"]["name"]] if child["kind"] == "Secret"  # just read
+               else kube.get(child["apiVersion"], child["kind"], district.namespace,
+                             child["metadata"]["name"]) for child in desired]
+    for child, found in zip(desired, current, strict=True):
+        if found is not None:
+            check_controlled(found, child)
     written: list[str] = []
     applied: dict[str, dict[str, Any]] = {}
-    for child in desired:
-        name = child["metadata"]["name"]
-        if child["kind"] == "Secret" and name in secrets:
-            current, changed = kube.apply_over(secrets[name], child)  # read a moment ago
-        else:
-            current, changed = kube.apply(child)
-        applied[child["kind"]] = current
+    for child, found in zip(desired, current, strict=True):
+        result, changed = kube.apply_over(found, child)
+        applied[child["kind"]] = result
         if changed:
-            written.append(f"{child['kind']}/{name}")
+            written.append(f"{child['kind']}/{child['metadata']['name']}")
     sftp = sftp_state(district, material, applied["Deployment"], applied["Service"])
     return Provisioned(material, written, sftp, applied["CronJob"])
 

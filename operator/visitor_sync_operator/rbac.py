@@ -2,7 +2,9 @@
 
 The Helm chart's (Cluster)Role must grant exactly these (tests/test_chart.py), and
 the operator tests check every request the operator made against the emulator is
-covered and every rule here was used (tests/test_operator.py).
+covered and every rule here but :data:`OWNER_FINALIZERS` was used
+(tests/test_operator_end_to_end.py); the real-API tier runs the operator with only
+these, under OwnerReferencesPermissionEnforcement (tests/realapi/).
 """
 
 from __future__ import annotations
@@ -24,6 +26,11 @@ OWN = ("get", "create", "patch")
 #: Children whose changes the operator watches (server readiness, runs ending).
 WATCHED = ("get", "list", "watch", "create", "patch")
 
+#: Used by no request: OwnerReferencesPermissionEnforcement (OpenShift's default admission)
+#: lets only who may update a DistrictSync's finalizers set ``blockOwnerDeletion`` on
+#: the children it owns, so without it every child is refused there.
+OWNER_FINALIZERS = Rule(GROUP, (f"{PLURAL}/finalizers",), ("update",))
+
 RULES: tuple[Rule, ...] = (
     # The districts: watched, annotated by kopf's bookkeeping, status written.
     Rule(GROUP, (PLURAL,), ("get", "list", "watch", "patch")),
@@ -39,4 +46,5 @@ RULES: tuple[Rule, ...] = (
     Rule("", ("pods",), ("list",)),
     # kopf posts Events about the districts (core API).
     Rule("", ("events",), ("create",)),
+    OWNER_FINALIZERS,
 )

@@ -19,8 +19,9 @@ from pydantic import ValidationError
 from visitor_sync.exits import MEANINGS as EXIT_MEANINGS
 from visitor_sync.summary import FileStatus, ImportSummary, RunResult
 from visitor_sync_operator.builders.importer import COMPONENT, run_now_job
-from visitor_sync_operator.district import District
+from visitor_sync_operator.district import IMPORTER_SUFFIX, District
 from visitor_sync_operator.kube import Kube
+from visitor_sync_operator.spec import KIND
 from visitor_sync_operator.status import (
     ConditionType,
     counts_by_type,
@@ -58,6 +59,36 @@ def importer_jobs(kube: Kube, district: District) -> list[dict[str, Any]]:
     return kube.list("batch/v1", "Job", district.namespace, district.selector(COMPONENT))
 
 
+def owned_jobs(jobs: list[dict[str, Any]], owners: set[str]) -> list[dict[str, Any]]:
+    """The Jobs controlled by one of ``owners`` (uids: the district for requested runs,
+    its CronJob for scheduled ones). Labels say nothing about ownership: anyone may set
+    them."""
+    return [job for job in jobs if any(
+        ref.get("controller") and ref.get("uid") in owners
+        for ref in job["metadata"].get("ownerReferences") or [])]
+
+
+def district_of_job(job: dict[str, Any]) -> str | None:
+    """The DistrictSync a Job runs for, from its controller: the district (a requested
+    run) or the district's CronJob (a scheduled one, named after the district)."""
+    for ref in job.get("metadata", {}).get("ownerReferences") or []:
+        if not ref.get("controller"):
+            continue
+        if ref.get("kind") == KIND:
+            return str(ref["name"])
+        if ref.get("kind") == "CronJob" and ref.get("name", "").endswith(IMPORTER_SUFFIX):
+            return str(ref["name"])[:-len(IMPORTER_SUFFIX)]
+    return None
+
+
+def unrecorded(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Finished Jobs whose outcome is not recorded yet, oldest first."""
+    ended = [job for job in jobs if finished(job) is not None
+             and not (job["metadata"].get("annotations") or {}).get(REPORTED_ANNOTATION)]
+    return sorted(ended, key=lambda job: (job.get("status") or {}).get("completionTime")
+                  or job["metadata"].get("creationTimestamp") or "")
+
+
 def active_job(jobs: list[dict[str, Any]]) -> str | None:
     running = [job["metadata"]["name"] for job in jobs if finished(job) is None]
     return min(running) if running else None
@@ -83,6 +114,7 @@ def request_run(kube: Kube, district: District, cron_job: dict[str, Any], token:
 @dataclass(frozen=True)
 class RunOutcome:
     job: str
+    job_uid: str | None
     finished_at: datetime
     summary: ImportSummary | None
     #: why there is no summary, from the Job's condition and the container's last words
@@ -111,7 +143,7 @@ def read_outcome(kube: Kube, job: dict[str, Any]) -> RunOutcome:
                       if c.get("type") == finished(job)), {})
     finished_at = parse_timestamp(condition.get("lastTransitionTime")) or now()
     try:
-        return RunOutcome(metadata["name"], finished_at,
+        return RunOutcome(metadata["name"], metadata.get("uid"), finished_at,
                           ImportSummary.model_validate_json(message), None)
     except ValidationError:
         pass
@@ -123,7 +155,7 @@ def read_outcome(kube: Kube, job: dict[str, Any]) -> RunOutcome:
         why += f" (exit status {code}: {EXIT_MEANINGS.get(code, 'unexpected')})"
     # The message itself is never quoted: without a summary it may be the tail of the
     # importer's log (FallbackToLogsOnError), which is no place to take text from.
-    return RunOutcome(metadata["name"], finished_at, None,
+    return RunOutcome(metadata["name"], metadata.get("uid"), finished_at, None,
                       f"ended without a summary: {why}; the pod's log has the details")
 
 
@@ -164,7 +196,7 @@ def status_after(outcome: RunOutcome, status: dict[str, Any],
     reason, message = describe(outcome)
     held = [o.file for o in summary.files if o.status is FileStatus.HELD] if summary else []
     last_import: dict[str, Any] = {
-        "job": outcome.job, "result": outcome.result.value,
+        "job": outcome.job, "jobUid": outcome.job_uid, "result": outcome.result.value,
         "finishedAt": timestamp(outcome.finished_at), "message": message,
         "runId": summary.run_id if summary else None,
         "startedAt": timestamp(summary.started_at) if summary else None,

@@ -55,6 +55,7 @@ class TypeCounts(Counts, StatusModel):
 
 class LastImport(StatusModel):
     job: str = Field(description="The Job that ran it.")
+    job_uid: str | None = Field(None, description="That Job's uid: a run is recorded once.")
     run_id: str | None = Field(None, description="Run id in the database and reports "
                                "(absent when the Job ended without a summary).")
     started_at: datetime | None = None
@@ -127,6 +128,19 @@ def set_condition(conditions: list[dict[str, Any]], type_: ConditionType, status
     if previous is None:
         return [*conditions, condition]
     return [condition if c is previous else c for c in conditions]
+
+
+def replacing(current: Any, wanted: Any) -> Any:
+    """The JSON merge patch that turns ``current`` into exactly ``wanted``.
+
+    A merge patch merges maps: sending ``wanted`` alone would keep keys that ``current``
+    has and ``wanted`` lacks (the counts of a file type an earlier run had survived into
+    a run without it). Those keys are deleted here (``None``).
+    """
+    if not isinstance(current, dict) or not isinstance(wanted, dict):
+        return wanted
+    return {key: replacing(current.get(key), value) for key, value in wanted.items()} | {
+        key: None for key in current if key not in wanted}
 
 
 def condition_status(conditions: list[dict[str, Any]], type_: ConditionType) -> str | None:

@@ -1,10 +1,11 @@
-"""Skip the e2e tier, saying why, unless the kind walkthrough can really run here.
+"""Which cluster the e2e tier's walkthrough runs on: kind, or the single-node cluster.
 
-It needs the tools the Makefile calls, a Docker engine and the walkthrough's kind
+kind needs the tools the Makefile calls, a Docker engine and the walkthrough's kind
 cluster (`make kind-up`; its kubectl context, kind-visitor-sync, or the one in
 $VISITOR_SYNC_E2E_CONTEXT). Only that context is ever used, so the tests cannot touch
 another cluster the kubeconfig knows. The check is done once and takes well under a
-second, so the default test run is not slowed down.
+second. Where kind is not there, test_single_node.py runs the same walkthrough on a
+cluster it starts on this machine (tests/support/node.py).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -51,8 +54,13 @@ def unavailable() -> str | None:
     return "; ".join(failed) or None
 
 
-@pytest.fixture(autouse=True)
-def _kind_cluster_or_skip() -> None:
-    reason = unavailable()
-    if reason:
-        pytest.skip(reason)
+def wait_for(what: str, check: Callable[[], Any], timeout: float, interval: float = 2.0
+             ) -> Any:
+    """``check()``'s first truthy value, polled every ``interval`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")

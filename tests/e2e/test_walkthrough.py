@@ -12,19 +12,24 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.e2e.conftest import CONTEXT
+from tests.e2e.conftest import CONTEXT, unavailable, wait_for
 from tests.support.chart import ROOT
 from visitor_sync_operator.builders.importer import run_now_job_name
 from visitor_sync_operator.district import District
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
+
+
+@pytest.fixture(autouse=True)
+def _kind_cluster_or_skip() -> None:
+    reason = unavailable()
+    if reason:
+        pytest.skip(f"{reason}; tests/e2e/test_single_node.py runs the walkthrough instead")
 
 EXAMPLE = yaml.safe_load((ROOT / "examples" / "district-kind.yaml").read_text())
 NAMESPACE = EXAMPLE["metadata"]["namespace"]
@@ -47,17 +52,6 @@ def kubectl(*args: str) -> str:
 
 def district() -> dict[str, Any]:
     return json.loads(kubectl("-n", NAMESPACE, "get", "districtsync", NAME, "-o", "json"))
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float) -> Any:
-    """``check()``'s first truthy value, polled every 2 s."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(2)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def finished(job: str) -> str | None:

@@ -29,6 +29,9 @@ several of its gaps break kopf itself, so this module adds a small realism layer
     is HTTP 422 like the real server, not 500), ``strategic-merge-patch+json`` for built-in
     kinds only (applied as a merge patch, see below) and HTTP 415 for custom resources (the real
     server refuses it too). PUT replaces the object (HTTP 409 on a stale resourceVersion).
+  ``apply-patch+yaml`` (server-side apply) creates an absent object and otherwise is applied
+  as a merge patch: one field manager only, so a field it stops setting is NOT removed and
+  conflicts never happen (the real-API tier, tests/realapi/, proves what apply does).
   - ``labelSelector`` (=, ==, !=, in, notin, exists, !exists) and ``fieldSelector``
     (=, ==, != on any dotted path) on list and watch; stock kmock ignored both.
   - ``stringData`` of Secrets is base64-encoded into ``data``; objects get ``apiVersion``
@@ -37,13 +40,14 @@ several of its gaps break kopf itself, so this module adds a small realism layer
 * Still NOT emulated (the real API server differs; do not write tests that rely on them):
   strategic-merge semantics (lists are replaced, not merged by key: ``containers``, ``env``,
   ``ownerReferences``, ``finalizers``; ``$patch`` directives are stored verbatim),
-  server-side apply (415), ``deletecollection`` (405), subresources other than ``status``
-  (404), garbage collection of dependents by ownerReferences, namespace deletion cascading,
-  admission, defaulting and schema validation, watch ``timeoutSeconds`` and bookmarks (streams
-  stay open until the client leaves), DELETED events with a new resourceVersion, the watch
-  history before ``resourceVersion`` (objects deleted between a list and a watch are never
-  reported), ``limit``/``continue`` pagination (everything comes in one page), Pods and Jobs
-  never run (the test plays the kubelet by patching ``/status``).
+  server-side apply's field ownership, ``deletecollection`` (405), subresources other than
+  ``status`` (404), garbage collection of dependents by ownerReferences, namespace deletion
+  cascading, admission, defaulting and schema validation, watch ``timeoutSeconds`` and
+  bookmarks (streams stay open until the client leaves), DELETED events with a new
+  resourceVersion, the watch history before ``resourceVersion`` (objects deleted between a
+  list and a watch are never reported), ``limit``/``continue`` pagination (everything comes
+  in one page), Pods and Jobs never run (the test plays the kubelet by patching
+  ``/status``).
 
 * Request log: every request kmock served, as :class:`ApiRequest` (method, path, query,
   ``watch``, RBAC verb, resource, subresource, namespace, name, user agent, body) via
@@ -156,6 +160,7 @@ NAMESPACES = kmock.resource("", "v1", "namespaces")
 SECRETS = kmock.resource("", "v1", "secrets")
 
 _MERGE_PATCH = "application/merge-patch+json"
+_APPLY_PATCH = "application/apply-patch+yaml"
 _JSON_PATCH = "application/json-patch+json"
 _STRATEGIC_PATCH = "application/strategic-merge-patch+json"
 _IMMUTABLE_METADATA = (
@@ -404,6 +409,9 @@ class KubeEmulator(kmock.KubernetesEmulator):
             raise _error(405, "MethodNotAllowed", f"{request.method} of collections: not emulated")
         key = (resource, request.namespace, request.name)
         old = self._alive(key)
+        if old is None and request.method == kmock.method.PATCH and sub is None and (
+                _header(request, "content-type").split(";")[0].strip() == _APPLY_PATCH):
+            return self._create(request, resource, info)  # apply creates what is absent
         if old is None:
             raise _error(404, "NotFound", f'{resource.plural} "{request.name}" not found')
         if request.method == kmock.method.DELETE:
@@ -543,7 +551,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
             raise _error(
                 415, "UnsupportedMediaType", "strategic merge patch is not supported for CRs"
             )
-        if content_type not in {_MERGE_PATCH, _STRATEGIC_PATCH}:
+        if content_type not in {_MERGE_PATCH, _STRATEGIC_PATCH, _APPLY_PATCH}:
             raise _error(
                 415, "UnsupportedMediaType", f"{content_type or 'no content type'} is not emulated"
             )

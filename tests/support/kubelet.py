@@ -16,8 +16,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
-import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -113,9 +113,11 @@ async def run_job(cluster: Cluster, job: dict[str, Any], workdir: Path,
             secret["data"][reference["key"]]).decode()
     # The pod's /tmp is an emptyDir; here it is the mounted scratch directory.
     environment["TMPDIR"] = environment["HOME"] = str(mounts["/tmp"])
-    executable = shutil.which(container["command"][0])
-    assert executable, f"{container['command'][0]} is not installed"
-    command = [executable, *container["command"][1:], *map(local, container["args"])]
+    # The console script of the interpreter running the tests, not whatever PATH finds
+    # first (another checkout's visitor-sync would run another version of the importer).
+    executable = Path(sys.executable).with_name(container["command"][0])
+    assert executable.exists(), f"{executable} is not installed"
+    command = [str(executable), *container["command"][1:], *map(local, container["args"])]
     done = await asyncio.to_thread(subprocess.run, command, env=environment,
                                    capture_output=True, text=True, timeout=RUN_TIMEOUT)
     return ContainerRun(done.returncode, done.stdout, done.stderr, termination.read_text())

@@ -3,8 +3,9 @@
 The project's production database is PostgreSQL, so the database tests run against
 a real server rather than a mock: every test that takes the ``db_url`` fixture runs on
 SQLite and on this server. The server lives in a private temporary directory, listens
-only on 127.0.0.1 on a free port and has durability switched off (``fsync=off`` and
-friends) because nothing it stores needs to survive the test run.
+only on 127.0.0.1 (or the one address given) on a free port and has durability
+switched off (``fsync=off`` and friends) because nothing it stores needs to survive
+the test run.
 
 This module deliberately imports neither pytest nor ``visitor_sync``: the benchmark
 scripts in ``benchmarks/`` reuse it (``from tests.support.postgres import
@@ -65,11 +66,15 @@ class PostgresServer:
     Usable as a context manager.
     """
 
-    host = "127.0.0.1"
     user = "postgres"
 
-    def __init__(self, bin_dir: Path | str = DEFAULT_BIN_DIR) -> None:
+    def __init__(self, bin_dir: Path | str = DEFAULT_BIN_DIR, *, host: str = "127.0.0.1",
+                 client_networks: tuple[str, ...] = ()) -> None:
+        """``host`` is the one address it listens on; ``client_networks`` (CIDRs) may log
+        in besides loopback, e.g. a test cluster's pods reaching it on the node."""
         self.bin_dir = Path(bin_dir)
+        self.host = host
+        self.client_networks = client_networks
         # URL-safe, so it needs no quoting in most places; we still quote it in url().
         self.password = secrets.token_urlsafe(24)
         self.port = 0
@@ -132,6 +137,9 @@ class PostgresServer:
                 "--no-sync",
             )  # fmt: skip
             pwfile.unlink()
+            with (self.data_dir / "pg_hba.conf").open("a", encoding="utf-8") as hba:
+                hba.writelines(f"host all all {network} scram-sha-256\n"
+                               for network in self.client_networks)
             self._start_on_free_port()
         except BaseException:
             self._remove_dir()
@@ -271,7 +279,7 @@ class PostgresServer:
         """``pg_ctl start`` on ``self.port``, waiting until the server accepts connections."""
         options = " ".join(
             [
-                "-c listen_addresses=127.0.0.1",
+                f"-c listen_addresses={self.host}",
                 f"-c port={self.port}",
                 f"-c unix_socket_directories={self.socket_dir}",
                 "-c fsync=off",

@@ -448,10 +448,12 @@ def _children(parent: int) -> list[int]:
 
 
 def _command(pid: int) -> str:
+    """A process's command line; "" once it has exited (a child listed a moment ago may be
+    gone: reading its cmdline then fails with ESRCH, not ENOENT)."""
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(
             errors="replace")
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):
         return ""
 
 

@@ -91,4 +91,9 @@ The operator's permissions: exactly operator/visitor_sync_operator/rbac.py RULES
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
+# No request uses it: OwnerReferencesPermissionEnforcement (OpenShift) refuses children
+# with blockOwnerDeletion unless their owner's finalizers may be updated.
+- apiGroups: ["sync.visitoraware.io"]
+  resources: ["districtsyncs/finalizers"]
+  verbs: ["update"]
 {{- end }}

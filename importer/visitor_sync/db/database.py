@@ -42,7 +42,11 @@ def connect(url: str) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         # pysqlite's own implicit BEGIN breaks savepoints: let SQLAlchemy emit BEGIN itself.
-        event.listen(engine, "begin", lambda connection: connection.exec_driver_sql("BEGIN"))
+        # IMMEDIATE takes the write lock up front, waiting up to the busy timeout: a
+        # deferred transaction that reads and then writes after another process wrote
+        # fails at once with SQLITE_BUSY_SNAPSHOT (WAL), which two concurrent runs hit.
+        event.listen(engine, "begin",
+                     lambda connection: connection.exec_driver_sql("BEGIN IMMEDIATE"))
         return engine
     connect_args = {} if "connect_timeout" in parsed.query else {
         "connect_timeout": CONNECT_TIMEOUT}

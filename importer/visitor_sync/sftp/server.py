@@ -57,6 +57,11 @@ PUBKEY_ALGORITHMS = ("ssh-ed25519", "sk-ssh-ed25519@openssh.com", "rsa-sha2-512"
 #: SFTP requests nobody needs in a drop box: links could point the importer's
 #: session (which sees more than the district's) at files outside ``upload/``.
 DENIED_SFTP_REQUESTS = ("symlink", "hardlink")
+#: Refused to the district too: changing a file's mode or times after the upload.
+#: internal-sftp's umask (-u) narrows the mode a file is created with, but a client's
+#: later SETSTAT (``sftp put -p``, clients that "preserve permissions") would widen an
+#: upload to 0644 again. OpenSSH's client reports the refusal and keeps the upload.
+DISTRICT_DENIED_SFTP_REQUESTS = ("setstat", "fsetstat", "lsetstat")
 
 _USER_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,30}$")
 #: Paths end up verbatim in sshd_config: no spaces, quotes, ``%`` tokens or newlines.
@@ -173,10 +178,10 @@ def _allow_users(user: str, networks: list[Network]) -> list[str]:
     return [f"{user}@{network}" for network in networks] or [user]
 
 
-def _sftp_command(start_directory: str | None) -> str:
-    """internal-sftp with transactions logged (audit) and links refused."""
+def _sftp_command(start_directory: str | None, denied: tuple[str, ...] = ()) -> str:
+    """internal-sftp with transactions logged (audit), links and ``denied`` refused."""
     command = ["internal-sftp", "-l", "VERBOSE", "-f", "AUTH", "-u", "0077",
-               "-P", ",".join(DENIED_SFTP_REQUESTS)]
+               "-P", ",".join((*DENIED_SFTP_REQUESTS, *denied))]
     if start_directory is not None:
         command += ["-d", start_directory]
     return " ".join(command)
@@ -185,6 +190,7 @@ def _sftp_command(start_directory: str | None) -> str:
 def render_sshd_config(settings: SshdSettings) -> str:
     """The complete ``sshd_config`` for a district's server (no I/O)."""
     paths = layout(settings)
+    district_sftp = _sftp_command(paths.district_upload_path, DISTRICT_DENIED_SFTP_REQUESTS)
     district_methods = " ".join(
         method for method, enabled in (("publickey", settings.district_authorized_keys),
                                        ("password", settings.password_login)) if enabled)
@@ -247,11 +253,11 @@ def render_sshd_config(settings: SshdSettings) -> str:
         "",
         "# Unmatched users cannot log in (AllowUsers); should one ever, it is jailed too.",
         f"ChrootDirectory {paths.district_chroot}",
-        f"ForceCommand {_sftp_command(paths.district_upload_path)}",
+        f"ForceCommand {district_sftp}",
         "",
         f"Match User {settings.district_user}",
         f"    ChrootDirectory {paths.district_chroot}",
-        f"    ForceCommand {_sftp_command(paths.district_upload_path)}",
+        f"    ForceCommand {district_sftp}",
         f"    AuthorizedKeysFile {settings.district_authorized_keys or 'none'}",
         f"    PasswordAuthentication {'yes' if settings.password_login else 'no'}",
         f"    AuthenticationMethods {district_methods}",
