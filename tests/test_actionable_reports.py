@@ -66,7 +66,8 @@ def test_a_reference_to_a_rejected_row_names_that_row(engine: Engine, tmp_path: 
 
 def test_an_unknown_school_points_at_the_files_that_create_schools(engine: Engine,
                                                                    tmp_path: Path) -> None:
-    """There is no schools file: "send the school first" asked for the impossible."""
+    """Schools come from the rows of students files (and Clever's schools.csv): "send the
+    school first" asked for a file most districts do not have."""
     inbox = make_inbox(tmp_path)
     write(inbox, "students.csv", STUDENTS, [student(1)])
     write(inbox, "bus_schedule.csv", ("Student ID", "School ID", "Route", "Direction"),
@@ -75,9 +76,9 @@ def test_an_unknown_school_points_at_the_files_that_create_schools(engine: Engin
     (issue,) = issues(engine, summary, "bus_schedule.csv")
     assert issue.code == "unknown_school"
     assert issue.reason == (
-        "School ID '999' is not an active school of this district; schools have no file of "
-        "their own and are created from the rows of students.csv or students_ascender.csv; "
-        "fix the ID, or send a row there with this school")
+        "School ID '999' is not an active school of this district; schools come from "
+        "schools.csv (Clever) or the rows of students.csv or students_ascender.csv or "
+        "students_powerschool.csv; fix the ID, or send a row there with this school")
 
 
 # -- conflicting values, line order -----------------------------------------------------

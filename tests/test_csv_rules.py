@@ -179,7 +179,11 @@ STORED_VALUES = {
         ("Grade 5", "05"), ("1st", "01"), ("2nd", "02"), ("3rd", "03"), ("4th", "04"),
         ("12", "12"), ("13", "13"), ("Pre-K", "PK"), ("PK", "PK"), ("prek", "PK"),
         ("TK", "TK"), ("IT", "IT"), ("PR", "PR"), ("PS", "PS"), ("ug", "UG"),
-        ("Other", "Other")]),
+        ("Other", "Other"),
+        # codes real systems send (issue 11): PowerSchool, Texas, Aspen, OneRoster 1.2
+        ("-1", "PK"), ("-2", "PK"), ("0", "KG"), ("EE", "PR"), ("PK3", "PK"), ("PK4", "PK"),
+        ("KF", "KG"), ("KA", "KG"), ("KP", "KG"), ("PostGraduate", "PS"), ("13th", "13"),
+        ("Ungraded", "UG")]),
     "booleans": ("Active", "active", [
         (spelling, truth) for truth, spellings in (
             (True, ("1", "true", "TRUE", "True", "yes", "YES", "Yes", "y", "Y", "t", "T")),
@@ -212,7 +216,7 @@ REJECTED_VALUES = [
         "2012-3-4", "201234", "2012-03-04T08:00", "2012-W10-1")),
     ("Date of Birth", "2999-01-01", "invalid_date", "is in the future"),
     *(("Grade", value, "invalid_grade", "use KG, PK, TK, 01-12") for value in (
-        "14", "Z", "Grade Z", "0.5", "-1", "1-2", "Kinder garden")),
+        "14", "Z", "Grade Z", "0.5", "-3", "-0", "1-2", "Kinder garden", "K5")),
     *(("Active", value, "invalid_boolean", "use 1 or 0") for value in (
         "2", "maybe", "yess", "x")),
 ]

@@ -187,7 +187,7 @@ def test_choices_and_defaults_are_documented() -> None:
                   "custody", "restraining", "other", "to_school", "from_school"):
         assert f"`{value}`" in text
     visitors = render_file_type(FILE_TYPES["visitors"])
-    assert re.search(r"\| `Can Pickup` \|[^\n]*\| 1 \|", visitors)
+    assert re.search(r"\| `Can Pickup` \|[^\n]*\| 0 \|", visitors)  # fails closed
     assert re.search(r"\| `Emergency Contact` \|[^\n]*\| 0 \|", visitors)
     assert "`unknown_student`" in visitors
 

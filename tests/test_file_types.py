@@ -182,9 +182,10 @@ CLEAN = {
            ("V0003", "Lee", None, None, None, None, None, None, None, True)]),
          ("visitor_student_links", ("visitor_id", "student_id", "relationship", "can_pickup",
                                     "emergency_contact", "active"),
-          [("V0001", "000101", "Mother", True, True, True),
+          # an empty Can Pickup cell is "no pickup" (safety fields fail closed)
+          [("V0001", "000101", "Mother", False, True, True),
            ("V0002", "000102", "Father", False, False, True),
-           ("V0003", "000103", None, True, False, True)])]),
+           ("V0003", "000103", None, False, False, True)])]),
     "employees": Clean(
         ("Employee ID", "First Name", "Last Name", "Date of Birth", "Email", "Phone",
          "School IDs", "Title", "Active"),

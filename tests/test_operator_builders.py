@@ -137,9 +137,10 @@ def test_importer_configuration_is_one_mounted_import_config() -> None:
     data = built["ConfigMap/springfield-import"]["data"]
     config = ImportConfig.model_validate_json(data["import-config.json"])
     assert (config.district_id, config.max_deactivate_percent, config.quiet_period_seconds,
-            config.held_retention_days, config.accepted_types, config.approve_held_run) == (
+            config.held_retention_days, config.accepted_types, config.approve_held_run,
+            config.pickup_default) == (
         "shelbyville-isd", 5, 120, 30, ["students", "visitors", "employees", "users"],
-        "5f0c6a52-0000-4000-8000-000000000000")
+        "5f0c6a52-0000-4000-8000-000000000000", "deny")
     assert [str(r) for r in config.notifications.recipients] == FULL_SPEC["notifications"][
         "recipients"]
     assert config.retention.model_dump() == {
@@ -283,6 +284,7 @@ def test_run_now_job_is_the_cron_job_template_named_after_the_token() -> None:
     ({"pauseWindows": [{"start": "2026-08-01", "end": "2026-07-01"}]}, "ends"),
     ({"sftp": {"sourceRanges": ["10.0.0.300/8"]}}, "sourceRanges"),
     ({"sftp": {"storgeSize": "1Gi"}}, "storgeSize"),
+    ({"import": {"pickupDefault": "maybe"}}, "pickupDefault"),
 ])
 def test_bad_spec_is_refused_with_a_specific_message(spec, message) -> None:
     with pytest.raises(ValidationError, match=message):
@@ -374,8 +376,10 @@ def test_crd_schema_refuses_what_the_model_refuses() -> None:
     bad = {"apiVersion": "sync.visitoraware.io/v1alpha1", "kind": "DistrictSync",
            "metadata": {"name": "x"},
            "spec": {"districtId": "UPPER", "displayName": "x",
-                    "notifications": {"when": "sometimes"}}}
+                    "notifications": {"when": "sometimes"},
+                    "import": {"pickupDefault": "maybe"}}}
     errors = sorted(error.message for error in
                     jsonschema.Draft7Validator(schema).iter_errors(bad))
-    assert len(errors) == 2, errors
+    assert len(errors) == 3, errors
     assert json.dumps(errors).count("UPPER") == 1 and "sometimes" in json.dumps(errors)
+    assert "maybe" in json.dumps(errors)

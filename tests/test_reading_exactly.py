@@ -241,7 +241,7 @@ def test_a_visitor_is_active_while_any_of_its_links_is(db_url: str, tmp_path: Pa
 
 def test_a_vendor_layout_keeps_what_its_columns_cannot_say(db_url: str,
                                                            tmp_path: Path) -> None:
-    """An Ascender export has no Homeroom column: switching to it keeps stored homerooms."""
+    """An Ascender export without its Home Room column keeps stored homerooms."""
     inbox = make_inbox(tmp_path)
     with database(db_url) as engine:
         (inbox / "students.csv").write_bytes(csv_bytes(HEADER, [
@@ -249,7 +249,7 @@ def test_a_vendor_layout_keeps_what_its_columns_cannot_say(db_url: str,
         run_import(engine, inbox)
         (inbox / "students_ascender.csv").write_bytes(csv_bytes(
             ("Stu ID", "Last Name", "First Name", "DOB", "Grd Lvl", "Campus ID"),
-            [["S1", "Lee", "Ana", "03042015", "4", "001"]]))
+            [["S1", "Lee", "Ana", "20150304", "4", "001"]]))
         summary = run_import(engine, inbox)
         assert outcome(summary, "students_ascender.csv").updated == 1
         assert table_rows(engine, "students", "student_id", "grade", "homeroom") == [

@@ -36,15 +36,17 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "formats.md"
 #: FORMATS.md "Vendor layouts": layout | vendor header | the canonical header it becomes
 #: ("-": only the input of a conversion) | required (as the canonical column is)
 CONTRACT_TABLE = """
-students_ascender    | Stu ID             | Student ID        | yes
-students_ascender    | Last Name          | Last Name         | yes
-students_ascender    | First Name         | First Name        | yes
-students_ascender    | Middle Name        | Middle Name       | no
-students_ascender    | DOB                | Date of Birth     | yes
-students_ascender    | Grd Lvl            | Grade             | yes
-students_ascender    | Campus ID          | School ID         | yes
-students_ascender    | Campus Name        | School Name       | no
-students_ascender    | Sex                | Gender            | no
+students_ascender    | Student ID          | Student ID        | yes
+students_ascender    | Student Last Name   | Last Name         | yes
+students_ascender    | Student First Name  | First Name        | yes
+students_ascender    | Student Middle Name | Middle Name       | no
+students_ascender    | Campus ID           | School ID         | yes
+students_ascender    | Grade               | Grade             | yes
+students_ascender    | Home Room           | Homeroom          | no
+students_ascender    | Date of Birth       | Date of Birth     | yes
+students_ascender    | Email Address       | Email             | no
+students_ascender    | Campus Name         | School Name       | no
+students_ascender    | Sex                 | Gender            | no
 visitors_ascender    | Stu ID             | Student ID        | no
 visitors_ascender    | Contact ID         | Visitor ID        | yes
 visitors_ascender    | Contact Last Name  | Last Name         | yes
@@ -53,16 +55,30 @@ visitors_ascender    | Relationship       | Relationship      | no
 visitors_ascender    | Contact Phone      | Phone             | no
 visitors_ascender    | Contact Email      | Email             | no
 visitors_ascender    | Pickup Auth        | Can Pickup        | no
-visitors_powerschool | Student_Number     | Student ID        | no
-visitors_powerschool | ContactID          | Visitor ID        | yes
-visitors_powerschool | First_Name         | First Name        | yes
-visitors_powerschool | Last_Name          | Last Name         | yes
-visitors_powerschool | Relationship       | Relationship      | no
-visitors_powerschool | Email_Address      | Email             | no
-visitors_powerschool | Phone              | Phone             | no
-visitors_powerschool | School_Pickup      | Can Pickup        | no
-visitors_powerschool | Has_Custody        | -                 | no
-visitors_powerschool | Emergency_Contact  | Emergency Contact | no
+students_powerschool | Student_Number              | Student ID        | yes
+students_powerschool | SchoolID                    | School ID         | yes
+students_powerschool | First_Name                  | First Name        | yes
+students_powerschool | Middle_Name                 | Middle Name       | no
+students_powerschool | Last_Name                   | Last Name         | yes
+students_powerschool | Grade_Level                 | Grade             | yes
+students_powerschool | Gender                      | Gender            | no
+students_powerschool | DOB                         | Date of Birth     | yes
+students_powerschool | Enroll_Status               | Active            | no
+visitors_powerschool | New Contact Identifier      | -                 | no
+visitors_powerschool | Contact ID                  | Visitor ID        | yes
+visitors_powerschool | First Name                  | First Name        | yes
+visitors_powerschool | Middle Name                 | Middle Name       | no
+visitors_powerschool | Last Name                   | Last Name         | yes
+visitors_powerschool | Gender                      | Sex               | no
+visitors_powerschool | Is Active                   | Active            | no
+visitors_powerschool | Email Address               | Email             | no
+visitors_powerschool | Phone Number Priority Order | -                 | no
+visitors_powerschool | phoneNumberAsEntered        | Phone             | no
+visitors_powerschool | studentNumber               | Student ID        | no
+visitors_powerschool | Relationship Type           | Relationship      | no
+visitors_powerschool | Contact Has Custody         | Has Custody       | no
+visitors_powerschool | Contact Allow School Pickup | Can Pickup        | no
+visitors_powerschool | Is Emergency Contact        | Emergency Contact | no
 """
 
 
@@ -90,7 +106,10 @@ STUDENT_COLUMNS = {"student_id": "Student ID", "first_name": "First Name",
 VISITOR_COLUMNS = {"visitor_id": "Visitor ID", "first_name": "First Name",
                    "last_name": "Last Name", "email": "Email", "phone": "Phone"}
 LINK_COLUMNS = {"student_id": "Student ID", "relationship": "Relationship",
-                "can_pickup": "Can Pickup", "emergency_contact": "Emergency Contact"}
+                "can_pickup": "Can Pickup", "emergency_contact": "Emergency Contact",
+                "has_custody": "Has Custody"}
+#: a Has Custody cell as stored (empty: the file did not say)
+CUSTODY = {"": None, "1": True, "0": False}
 VISITORS_HEADER = (*VISITOR_COLUMNS.values(), *LINK_COLUMNS.values())
 SCHOOL_COLUMNS = ("school_id", "name", "active")
 RECORD_TABLES = ("students", "schools", "visitors", "visitor_student_links")
@@ -132,26 +151,38 @@ def visitors_expected(table: str) -> list[Expected]:
     """The visitors and links the canonical file of ``table`` stores."""
     _, _, rows = canonical_visitors(table)
     visitors = {tuple(value or None for value in row[:len(VISITOR_COLUMNS)]) for row in rows}
-    links = [(row[0], *row[len(VISITOR_COLUMNS):-2], row[-2] == "1", row[-1] == "1", True)
-             for row in rows]
+    links = [(row[0], *row[len(VISITOR_COLUMNS):-3], row[-3] == "1", row[-2] == "1",
+              CUSTODY[row[-1]], True) for row in rows]
     return [("visitors", (*VISITOR_COLUMNS, "active"),
              sorted(((*visitor, True) for visitor in visitors), key=lambda record: record[0])),
             ("visitor_student_links", ("visitor_id", *LINK_COLUMNS, "active"),
              sorted(links, key=lambda record: record[:2]))]
 
 
-# Ascender: Austin-style campus numbers (leading zeros), MMDDYYYY birth dates.
+
+
+def ascender_student(student: str, last: str, first: str, middle: str, born: str, grade: str,
+                     campus: str, campus_name: str, sex: str) -> tuple[str, ...]:
+    """A row of Ascender's Cafeteria Export layout (plus the earlier Campus Name, Sex)."""
+    return (student, last, first, middle, campus, grade, "", born, "", campus_name, sex)
+
+
+# Ascender: Austin-style campus numbers (leading zeros), YYYYMMDD birth dates, EE grades.
 ASCENDER_STUDENT_ROWS = [
-    ("104233", "Garza", "Sofia", "Isabel", "01052020", "KG", "001", "Travis Elementary", "F"),
-    ("104871", "Garza", "Mateo", "", "01052015", "05", "001", "Travis Elementary", "M"),
-    ("098112", "Okafor", "Chidi", "Emeka", "02292008", "12", "041", "Lanier High School", "M"),
-    ("110560", "Brown", "Ava", "", "07042021", "PK", "002", "Pease Early Childhood", "F"),
+    ascender_student("104233", "Garza", "Sofia", "Isabel", "20200105", "KG", "001",
+                     "Travis Elementary", "F"),
+    ascender_student("104871", "Garza", "Mateo", "", "20150105", "05", "001",
+                     "Travis Elementary", "M"),
+    ascender_student("098112", "Okafor", "Chidi", "Emeka", "20080229", "12", "041",
+                     "Lanier High School", "M"),
+    ascender_student("110560", "Brown", "Ava", "", "20210704", "EE", "002",
+                     "Pease Early Childhood", "F"),
 ]
 ASCENDER_STUDENTS = [
     ("098112", "Chidi", "Okafor", "Emeka", date(2008, 2, 29), "12", "041", "M", True),
     ("104233", "Sofia", "Garza", "Isabel", date(2020, 1, 5), "KG", "001", "F", True),
     ("104871", "Mateo", "Garza", None, date(2015, 1, 5), "05", "001", "M", True),
-    ("110560", "Ava", "Brown", None, date(2021, 7, 4), "PK", "002", "F", True),
+    ("110560", "Ava", "Brown", None, date(2021, 7, 4), "PR", "002", "F", True),
 ]
 ASCENDER_SCHOOLS = [("001", "Travis Elementary", True), ("002", "Pease Early Childhood", True),
                     ("041", "Lanier High School", True)]
@@ -168,11 +199,11 @@ ASCENDER_VISITOR_ROWS = [
 ]
 #: What the Ascender contacts above are, as canonical visitors.csv rows.
 ASCENDER_VISITORS = """
-C5501 | Maria | Garza  | maria.garza@example.com  | (512) 555-0147 | 104233 | Mother      | 1 | 0
-C5501 | Maria | Garza  | maria.garza@example.com  | (512) 555-0147 | 104871 | Mother      | 1 | 0
-C5502 | Luis  | Garza  |                          | 512-555-0190   | 104233 | Father      | 0 | 0
-C7730 | Ngozi | Okafor | ngozi.okafor@example.net | 5125550123     | 098112 | Mother      | 1 | 0
-C8812 | Linda | Brown  |                          | (737) 555-0111 | 110560 | Grandmother | 1 | 0
+C5501 | Maria | Garza  | maria.garza@example.com  | (512) 555-0147 | 104233 | Mother      | 1 | 0 |
+C5501 | Maria | Garza  | maria.garza@example.com  | (512) 555-0147 | 104871 | Mother      | 1 | 0 |
+C5502 | Luis  | Garza  |                          | 512-555-0190   | 104233 | Father      | 0 | 0 |
+C7730 | Ngozi | Okafor | ngozi.okafor@example.net | 5125550123     | 098112 | Mother      | 1 | 0 |
+C8812 | Linda | Brown  |                          | (737) 555-0111 | 110560 | Grandmother | 0 | 0 |
 """
 
 # PowerSchool: the district sends canonical students.csv next to its contacts export.
@@ -182,24 +213,52 @@ POWERSCHOOL_STUDENTS = [
     ("20230146", "Emma", "Patel", "Rose", date(2019, 8, 30), "KG", "103", "F", True),
 ]
 POWERSCHOOL_SCHOOLS = [("103", "Zilker Elementary", True), ("105", "Bowie Middle School", True)]
+
+
+def contact_row(student: str, contact: str, first: str, last: str, relationship: str,
+                email: str, phone: str, pickup: str, custody: str,
+                emergency: str) -> tuple[str, ...]:
+    """A PowerSchool contacts row holding a contact and one relationship (the export may
+    also spread them over several rows: tests/test_powerschool.py)."""
+    return ("", contact, first, "", last, "", "", email, "1" if phone else "", phone, student,
+            relationship, custody, pickup, emergency)
+
+
 POWERSCHOOL_CONTACT_ROWS = [
-    ("20230145", "31001", "Priya", "Patel", "Mother", "Priya.Patel@Example.org", "555-201-3344",
-     "1", "1", "1"),
-    ("20230146", "31001", "Priya", "Patel", "Mother", "Priya.Patel@Example.org", "555-201-3344",
-     "1", "1", "1"),
-    # custody allows pickup although School_Pickup says no
-    ("20230145", "31002", "Raj", "Patel", "Father", "", "555-201-3345", "0", "1", "0"),
-    ("20190877", "31050", "Denise", "Johnson", "Aunt", "djohnson@example.com", "(555) 330-9876",
-     "1", "0", "1"),
-    ("20190877", "31051", "Mark", "Johnson", "Stepfather", "", "", "0", "0", "1"),
+    contact_row("20230145", "31001", "Priya", "Patel", "Mother", "Priya.Patel@Example.org",
+                "555-201-3344", "1", "1", "1"),
+    contact_row("20230146", "31001", "Priya", "Patel", "Mother", "Priya.Patel@Example.org",
+                "555-201-3344", "1", "1", "1"),
+    # custody never grants pickup: Contact Allow School Pickup alone decides
+    contact_row("20230145", "31002", "Raj", "Patel", "Father", "", "555-201-3345", "0", "1",
+                "0"),
+    contact_row("20190877", "31050", "Denise", "Johnson", "Aunt", "djohnson@example.com",
+                "(555) 330-9876", "1", "0", "1"),
+    contact_row("20190877", "31051", "Mark", "Johnson", "Stepfather", "", "", "0", "0", "1"),
+]
+#: A PowerSchool student export (its own layout): pre-K as -1/-2, kindergarten as 0,
+#: Enroll_Status 2 (transferred out) is not active.
+POWERSCHOOL_STUDENT_ROWS = [
+    ("20230145", "103", "Liam", "", "Patel", "2", "M", "04/22/2017", "0"),
+    ("20230146", "103", "Emma", "Rose", "Patel", "0", "F", "08/30/2019", "0"),
+    ("20240201", "103", "Mia", "", "Chen", "-1", "F", "05/14/2021", "0"),
+    ("20240202", "103", "Leo", "", "Chen", "-2", "M", "06/02/2022", "0"),
+    ("20190877", "105", "Noah", "", "Johnson", "6", "", "10/09/2012", "2"),
+]
+POWERSCHOOL_STUDENTS_STORED = [
+    ("20190877", "Noah", "Johnson", None, date(2012, 10, 9), "06", "105", None, False),
+    ("20230145", "Liam", "Patel", None, date(2017, 4, 22), "02", "103", "M", True),
+    ("20230146", "Emma", "Patel", "Rose", date(2019, 8, 30), "KG", "103", "F", True),
+    ("20240201", "Mia", "Chen", None, date(2021, 5, 14), "PK", "103", "F", True),
+    ("20240202", "Leo", "Chen", None, date(2022, 6, 2), "PK", "103", "M", True),
 ]
 #: What the PowerSchool contacts above are, as canonical visitors.csv rows.
 POWERSCHOOL_VISITORS = """
-31001 | Priya  | Patel   | priya.patel@example.org | 555-201-3344   | 20230145 | Mother     | 1 | 1
-31001 | Priya  | Patel   | priya.patel@example.org | 555-201-3344   | 20230146 | Mother     | 1 | 1
-31002 | Raj    | Patel   |                         | 555-201-3345   | 20230145 | Father     | 1 | 0
-31050 | Denise | Johnson | djohnson@example.com    | (555) 330-9876 | 20190877 | Aunt       | 1 | 1
-31051 | Mark   | Johnson |                         |                | 20190877 | Stepfather | 0 | 1
+31001 | Priya | Patel | priya.patel@example.org | 555-201-3344 | 20230145 | Mother | 1 | 1 | 1
+31001 | Priya | Patel | priya.patel@example.org | 555-201-3344 | 20230146 | Mother | 1 | 1 | 1
+31002 | Raj | Patel | | 555-201-3345 | 20230145 | Father | 0 | 0 | 1
+31050 | Denise | Johnson | djohnson@example.com | (555) 330-9876 | 20190877 | Aunt | 1 | 1 | 0
+31051 | Mark | Johnson | | | 20190877 | Stepfather | 0 | 1 | 0
 """
 
 #: Same-run files a visitors layout refers to: file name -> (header, rows).
@@ -258,8 +317,8 @@ def record_keys(rows: Sequence[dict[str, str]], key: Sequence[str]) -> list[str]
 VISITOR_FILLS = {
     "visitors_ascender": (("visitors", ("Contact ID",)),
                           ("visitor_student_links", ("Contact ID", "Stu ID"))),
-    "visitors_powerschool": (("visitors", ("ContactID",)),
-                             ("visitor_student_links", ("ContactID", "Student_Number"))),
+    "visitors_powerschool": (("visitors", ("Contact ID",)),
+                             ("visitor_student_links", ("Contact ID", "studentNumber"))),
 }
 
 
@@ -268,9 +327,10 @@ LAYOUTS = {layout.name: layout for layout in (
            [("students", (*STUDENT_COLUMNS, "active"), ASCENDER_STUDENTS),
             ("schools", SCHOOL_COLUMNS, ASCENDER_SCHOOLS)],
            ("students.csv", *canonical_students(ASCENDER_STUDENTS, ASCENDER_SCHOOLS)),
-           (("students", ("Stu ID",)),),
-           ("120004", "Lee", "Jun", "", "03152016", "04", "001", "Travis Elementary", "M"),
-           {"First Name": "Sophia"}),
+           (("students", ("Student ID",)),),
+           ascender_student("120004", "Lee", "Jun", "", "20160315", "04", "001",
+                            "Travis Elementary", "M"),
+           {"Student First Name": "Sophia"}),
     Layout("visitors_ascender", ASCENDER_VISITOR_ROWS,
            visitors_expected(ASCENDER_VISITORS), canonical_visitors(ASCENDER_VISITORS),
            VISITOR_FILLS["visitors_ascender"],
@@ -279,9 +339,17 @@ LAYOUTS = {layout.name: layout for layout in (
     Layout("visitors_powerschool", POWERSCHOOL_CONTACT_ROWS,
            visitors_expected(POWERSCHOOL_VISITORS), canonical_visitors(POWERSCHOOL_VISITORS),
            VISITOR_FILLS["visitors_powerschool"],
-           ("20230146", "31099", "Anita", "Patel", "Grandmother", "", "555-201-0000", "1", "0",
-            "0"),
-           {"Phone": "555-201-9999"}, roster="students.csv"),
+           contact_row("20230146", "31099", "Anita", "Patel", "Grandmother", "", "555-201-0000",
+                       "1", "0", "0"),
+           {"Relationship Type": "Guardian"}, roster="students.csv"),
+    Layout("students_powerschool", POWERSCHOOL_STUDENT_ROWS,
+           [("students", (*STUDENT_COLUMNS, "active"), POWERSCHOOL_STUDENTS_STORED),
+            ("schools", SCHOOL_COLUMNS, [(school, None, True) for school in ("103", "105")])],
+           ("students.csv", (*STUDENT_COLUMNS.values(), "Active"),
+            [[*map(cell, record)] for record in POWERSCHOOL_STUDENTS_STORED]),
+           (("students", ("Student_Number",)),),
+           ("20230199", "103", "Zoe", "", "Patel", "1", "F", "02/01/2018", "0"),
+           {"First_Name": "Noa"}),
 )}
 
 
@@ -359,15 +427,16 @@ def test_clean_export_stores_the_canonical_records(db_url: str, tmp_path: Path,
 PICKUP = [
     ("visitors_ascender", {"Pickup Auth": "Y"}, (True, False)),
     ("visitors_ascender", {"Pickup Auth": "n"}, (False, False)),
-    ("visitors_ascender", {"Pickup Auth": ""}, (True, False)),
-    ("visitors_powerschool", {"School_Pickup": "1", "Has_Custody": "0",
-                              "Emergency_Contact": "0"}, (True, False)),
-    ("visitors_powerschool", {"School_Pickup": "0", "Has_Custody": "1",
-                              "Emergency_Contact": "1"}, (True, True)),
-    ("visitors_powerschool", {"School_Pickup": "0", "Has_Custody": "0",
-                              "Emergency_Contact": "1"}, (False, True)),
-    ("visitors_powerschool", {"School_Pickup": "1", "Has_Custody": "1",
-                              "Emergency_Contact": "0"}, (True, False)),
+    ("visitors_ascender", {"Pickup Auth": ""}, (False, False)),  # empty: no pickup
+    ("visitors_powerschool", {"Contact Allow School Pickup": "1", "Contact Has Custody": "0",
+                              "Is Emergency Contact": "0"}, (True, False)),
+    # custody never grants pickup
+    ("visitors_powerschool", {"Contact Allow School Pickup": "0", "Contact Has Custody": "1",
+                              "Is Emergency Contact": "1"}, (False, True)),
+    ("visitors_powerschool", {"Contact Allow School Pickup": "0", "Contact Has Custody": "0",
+                              "Is Emergency Contact": "1"}, (False, True)),
+    ("visitors_powerschool", {"Contact Allow School Pickup": "1", "Contact Has Custody": "1",
+                              "Is Emergency Contact": "0"}, (True, False)),
 ]
 
 
@@ -384,23 +453,24 @@ def test_vendor_flags_become_can_pickup(db_url: str, inbox: Path, name: str,
                           "emergency_contact") == [stored]
 
 
-def test_withdrawn_custody_withdraws_pickup(db_url: str, tmp_path: Path) -> None:
-    """The custody rule holds on update too: Has_Custody 1 -> 0 with School_Pickup 0."""
+def test_custody_is_stored_and_never_grants_pickup(db_url: str, tmp_path: Path) -> None:
+    """Contact Has Custody is stored as stated, on update too; Contact Allow School Pickup
+    alone decides pickup (custody used to grant it: a file saying pickup 0 stored 1)."""
     layout = LAYOUTS["visitors_powerschool"]
     raj = layout.row(2)
-    assert (raj["School_Pickup"], raj["Has_Custody"]) == ("0", "1")
+    assert (raj["Contact Allow School Pickup"], raj["Contact Has Custody"]) == ("0", "1")
     with database(db_url) as engine:
         for number, custody in enumerate(("1", "0")):
             run = make_inbox(tmp_path, f"run{number}")
-            layout.write(run, [{**raj, "Has_Custody": custody}])
+            layout.write(run, [{**raj, "Contact Has Custody": custody}])
             run_import(engine, run)
-        assert table_rows(engine, "visitor_student_links", "visitor_id", "can_pickup",
-                          "active") == [("31002", False, True)]
+            assert table_rows(engine, "visitor_student_links", "visitor_id", "can_pickup",
+                              "has_custody", "active") == [("31002", False, custody == "1", True)]
 
 
 # -- conversion errors --------------------------------------------------------------------
 
-TOMORROW = (date.today() + timedelta(days=1)).strftime("%m%d%Y")
+TOMORROW = (date.today() + timedelta(days=1)).strftime("%Y%m%d")
 
 
 def row_error(name: str, column: str, value: str | None, code: str) -> Any:
@@ -409,21 +479,26 @@ def row_error(name: str, column: str, value: str | None, code: str) -> Any:
 
 
 ROW_ERRORS = [
-    row_error("students_ascender", "DOB", "13452015", "invalid_date"),
-    row_error("students_ascender", "DOB", "2015-13-01", "invalid_date"),
-    row_error("students_ascender", "DOB", TOMORROW, "invalid_date"),
-    row_error("students_ascender", "DOB", "20150105", "invalid_date"),  # never YYYYMMDD
-    row_error("students_ascender", "Grd Lvl", "Z", "invalid_grade"),
-    row_error("students_ascender", "Stu ID", "", "missing_value"),
-    row_error("students_ascender", "Stu ID", None, "duplicate_key"),
+    row_error("students_ascender", "Date of Birth", "20151345", "invalid_date"),
+    row_error("students_ascender", "Date of Birth", "2015-13-01", "invalid_date"),
+    row_error("students_ascender", "Date of Birth", TOMORROW, "invalid_date"),
+    # the earlier, invented MMDDYYYY is never guessed
+    row_error("students_ascender", "Date of Birth", "01052015", "invalid_date"),
+    row_error("students_ascender", "Grade", "Z", "invalid_grade"),
+    row_error("students_ascender", "Student ID", "", "missing_value"),
+    row_error("students_ascender", "Student ID", None, "duplicate_key"),
     row_error("visitors_ascender", "Pickup Auth", "maybe", "invalid_boolean"),
     row_error("visitors_ascender", "Stu ID", "999999", "unknown_student"),
     row_error("visitors_ascender", "Contact ID", None, "duplicate_key"),
-    row_error("visitors_powerschool", "School_Pickup", "2", "invalid_boolean"),
-    row_error("visitors_powerschool", "Has_Custody", "2", "invalid_boolean"),
-    row_error("visitors_powerschool", "Emergency_Contact", "2", "invalid_boolean"),
-    row_error("visitors_powerschool", "Student_Number", "999999", "unknown_student"),
-    row_error("visitors_powerschool", "ContactID", None, "duplicate_key"),
+    row_error("visitors_powerschool", "Contact Allow School Pickup", "2", "invalid_boolean"),
+    row_error("visitors_powerschool", "Contact Has Custody", "2", "invalid_boolean"),
+    row_error("visitors_powerschool", "Is Emergency Contact", "2", "invalid_boolean"),
+    row_error("visitors_powerschool", "studentNumber", "999999", "unknown_student"),
+    row_error("visitors_powerschool", "Contact ID", None, "duplicate_key"),
+    row_error("students_powerschool", "Grade_Level", "-3", "invalid_grade"),
+    row_error("students_powerschool", "Enroll_Status", "A", "invalid_enroll_status"),
+    row_error("students_powerschool", "DOB", "2015-13-01", "invalid_date"),
+    row_error("students_powerschool", "Student_Number", None, "duplicate_key"),
 ]
 
 
@@ -472,18 +547,43 @@ def test_reason_quotes_the_value_as_written(tmp_path: Path, name: str, column: s
     assert reason.startswith(f"{column} '{value}' "), reason
 
 
-def test_vendor_headers_match_like_canonical_ones(db_url: str, inbox: Path) -> None:
-    """FORMATS.md spells PowerSchool's flags ``School Pickup``/``Has Custody``: headers
-    match without ``_``, spaces or case, and issues name the header as written."""
+#: The layout visitors_powerschool.csv had before issue 11 (one row per contact and
+#: student): its headers stay accepted.
+EARLIER_POWERSCHOOL_HEADER = ("Student_Number", "ContactID", "First_Name", "Last_Name",
+                              "Relationship", "Email_Address", "Phone", "School_Pickup",
+                              "Has_Custody", "Emergency_Contact")
+
+
+def test_earlier_powerschool_headers_still_match(db_url: str, inbox: Path) -> None:
+    """The earlier headers, spelled with spaces and in capitals as FORMATS.md once wrote
+    them, match the same fields; issues name the header as written."""
     layout = LAYOUTS["visitors_powerschool"]
-    header = [name.replace("_", " ").upper() for name in layout.header]
-    layout.write(inbox, rows_with_error(layout, "Has_Custody", "2"), header)
+    header = [name.replace("_", " ").upper() for name in EARLIER_POWERSCHOOL_HEADER]
+    rows = [("20230145", "31001", "Priya", "Patel", "Mother", "", "555-201-3344", "1", "1", "0"),
+            ("20230146", "31001", "Priya", "Patel", "Mother", "", "555-201-3344", "0", "2", "0")]
+    write(inbox, "students.csv", *ROSTERS["students.csv"])
+    write(inbox, layout.file, header, rows)
     with database(db_url) as engine:
         summary = run_import(engine, inbox)
         assert brief(issues(engine, summary)) == [(layout.file, 3, "HAS CUSTODY",
                                                    "invalid_boolean", "error")]
-        assert table_rows(engine, "visitor_student_links", "record_key", "can_pickup") == [
-            (f"31001{KEY_SEPARATOR}20230145", True), (f"31001{KEY_SEPARATOR}20230146", True)]
+        assert table_rows(engine, "visitor_student_links", "record_key", "can_pickup",
+                          "has_custody") == [(f"31001{KEY_SEPARATOR}20230145", True, True)]
+
+
+def test_earlier_ascender_headers_still_match(db_url: str, inbox: Path) -> None:
+    """The headers students_ascender.csv had before issue 11 stay accepted; its dates
+    are now Ascender's YYYYMMDD."""
+    write(inbox, "students_ascender.csv",
+          ("Stu ID", "Last Name", "First Name", "Middle Name", "DOB", "Grd Lvl", "Campus ID",
+           "Campus Name", "Sex"),
+          [("104233", "Garza", "Sofia", "Isabel", "20200105", "KG", "001", "Travis Elementary",
+            "F")])
+    with database(db_url) as engine:
+        summary = run_import(engine, inbox)
+        assert brief(issues(engine, summary)) == []
+        assert table_rows(engine, "students", *STUDENT_COLUMNS, "active") == [
+            ASCENDER_STUDENTS[1]]
 
 
 MISSING = [pytest.param(name, header, id=f"{name}-{header}")
@@ -529,9 +629,10 @@ def test_layout_of_an_accepted_kind_is_accepted(db_url: str, inbox: Path) -> Non
 # -- one file per kind ----------------------------------------------------------------------
 
 #: Which column holds a file's primary record key.
-PRIMARY_KEY = {"students.csv": "Student ID", "students_ascender.csv": "Stu ID",
+PRIMARY_KEY = {"students.csv": "Student ID", "students_ascender.csv": "Student ID",
                "visitors.csv": "Visitor ID", "visitors_ascender.csv": "Contact ID",
-               "visitors_powerschool.csv": "ContactID"}
+               "visitors_powerschool.csv": "Contact ID",
+               "students_powerschool.csv": "Student_Number"}
 FILES: dict[str, tuple[Sequence[str], Sequence[Sequence[str]]]] = {
     "students.csv": canonical_students(POWERSCHOOL_STUDENTS, POWERSCHOOL_SCHOOLS),
     "visitors.csv": canonical_visitors(ASCENDER_VISITORS)[1:],
@@ -592,14 +693,15 @@ def test_validate_reports_a_directory_of_vendor_files(tmp_path: Path) -> None:
                               {**visitors.row(2), "Stu ID": "120002"},
                               {**visitors.row(3), "Contact ID": "C7731", "Pickup Auth": "maybe"}])
     students.write(tmp_path, [*map(students.row, range(len(students.rows))),
-                              {**students.row(0), "Stu ID": "120001", "DOB": "13452015"},
-                              {**students.row(0), "Stu ID": "120002", "Grd Lvl": "Z"}])
+                              {**students.row(0), "Student ID": "120001",
+                               "Date of Birth": "20151345"},
+                              {**students.row(0), "Student ID": "120002", "Grade": "Z"}])
     write(tmp_path, "visitors_powerschool.csv", *FILES["visitors_powerschool.csv"])
     status, report, _ = validate(sorted(tmp_path.iterdir()))
     assert status == 1
     assert sorted(report, key=str) == [
-        ("students_ascender.csv", 6, "DOB", "invalid_date", "error"),
-        ("students_ascender.csv", 7, "Grd Lvl", "invalid_grade", "error"),
+        ("students_ascender.csv", 6, "Date of Birth", "invalid_date", "error"),
+        ("students_ascender.csv", 7, "Grade", "invalid_grade", "error"),
         ("visitors_ascender.csv", 7, "Stu ID", "unknown_student", "error"),
         ("visitors_ascender.csv", 8, "Pickup Auth", "invalid_boolean", "error"),
         ("visitors_powerschool.csv", None, None, "duplicate_source", "error"),

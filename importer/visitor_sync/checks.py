@@ -99,17 +99,21 @@ def unknown_references(connection: Connection, stage: Stage, columns: ColumnMap,
 
 
 def _advice(reference: Reference) -> str:
-    """How a district sends the record a reference names: its own file, or (schools) the
-    columns of the files that create it, for there is no file of its own."""
-    own = [name for file_type in FILE_TYPES.values() if file_type.primary.model is reference.model
-           for name in file_type.file_names]
-    if own:
+    """How a district sends the record a reference names: its own file, and (schools) the
+    files whose rows create it too."""
+    own = list(dict.fromkeys(name for file_type in FILE_TYPES.values()
+                             if file_type.primary.model is reference.model
+                             for name in file_type.file_names))
+    rows = list(dict.fromkeys(name for file_type in FILE_TYPES.values()
+                              if file_type.primary.model is not reference.model
+                              and any(target.model is reference.model
+                                      for target in file_type.targets)
+                              for name in file_type.file_names))
+    if not rows:
         return f"send the {reference.noun} first or fix the ID"
-    fillers = " or ".join(name for file_type in FILE_TYPES.values()
-                          if any(target.model is reference.model for target in file_type.targets)
-                          for name in file_type.file_names)
-    return (f"{reference.noun}s have no file of their own and are created from the rows of "
-            f"{fillers}; fix the ID, or send a row there with this {reference.noun}")
+    return (f"{reference.noun}s come from {' or '.join(own) + ' (Clever) or ' if own else ''}"
+            f"the rows of {' or '.join(rows)}; fix the ID, or send a row there with this "
+            f"{reference.noun}")
 
 
 def conflicting_rows(connection: Connection, stage: Stage, columns: ColumnMap,

@@ -13,7 +13,7 @@ import click
 # Only what the commands' options need is imported here: the database layer (alembic,
 # SQLAlchemy), paramiko and rich cost seconds of start-up, which `--help`, `operator`
 # and `validate` should not pay for what they never use. Each command imports its own.
-from visitor_sync.config import ALL_HELD
+from visitor_sync.config import ALL_HELD, PickupDefault
 
 
 class TerminalProgress:
@@ -116,6 +116,9 @@ def validate(output: str, files: tuple[Path, ...]) -> None:
               help="ImportConfig JSON document (flags override it).")
 @click.option("--quiet-period", type=int, help="Seconds a file must be unchanged (default 60).")
 @click.option("--max-deactivate-percent", type=float, help="Safety hold threshold (default 10).")
+@click.option("--pickup-default", type=click.Choice([choice.value for choice in PickupDefault]),
+              help="Pickup permission of the links a visitors file with no pickup column "
+                   "creates (default allow).")
 @click.option("--approve-held", is_flag=False, flag_value=ALL_HELD, default=None,
               metavar="[RUN_ID]",
               help="Apply held files: those of RUN_ID, or all pending ones when no id is given.")
@@ -131,7 +134,8 @@ def validate(output: str, files: tuple[Path, ...]) -> None:
 def import_(district_id: str | None, source: str, sftp_key: Path | None,
             sftp_password_file: Path | None, known_hosts: Path | None, db_url: str,
             config_file: Path | None, quiet_period: int | None,
-            max_deactivate_percent: float | None, approve_held: str | None,
+            max_deactivate_percent: float | None, pickup_default: str | None,
+            approve_held: str | None,
             outbox: Path | None, recipients: tuple[str, ...], output: str,
             termination_log: Path | None) -> None:
     """Import the files waiting in a district's inbox.
@@ -154,8 +158,8 @@ def import_(district_id: str | None, source: str, sftp_key: Path | None,
     run_import(district_id=district_id, source=source, sftp_key=sftp_key,
                sftp_password_file=sftp_password_file, known_hosts=known_hosts, db_url=db_url,
                config_file=config_file, quiet_period=quiet_period,
-               max_deactivate_percent=max_deactivate_percent, approve_held=approve_held,
-               outbox=outbox, recipients=recipients, output=output,
+               max_deactivate_percent=max_deactivate_percent, pickup_default=pickup_default,
+               approve_held=approve_held, outbox=outbox, recipients=recipients, output=output,
                termination_log=termination_log, progress=_progress())
 
 

@@ -34,6 +34,13 @@ class Limits(BaseModel):
                                "(zip bombs are refused before anything is inflated).")
 
 
+class PickupDefault(enum.StrEnum):
+    """Pickup permission of visitor links from a file that has no pickup column."""
+
+    ALLOW = "allow"
+    DENY = "deny"
+
+
 class Retention(BaseModel):
     """How long what the importer no longer needs is kept; applied at the end of every run
     (in its own transaction, after the run is recorded). Nothing is kept forever."""
@@ -107,6 +114,12 @@ class ImportConfig(BaseModel):
     accepted_types: list[str] | None = Field(
         None, description="File types this district may send (default: all); a kind "
                           "such as 'students' accepts its vendor layouts too.")
+    pickup_default: PickupDefault = Field(
+        PickupDefault.ALLOW,
+        description="Pickup permission of the visitor links a visitors file with no pickup "
+                    "column at all creates (`allow` or `deny`; stored links keep theirs); a "
+                    "present column always decides, an empty cell in it means no pickup, and "
+                    "layouts whose system never states pickup (Clever) are always `deny`.")
     approve_held_run: str | None = Field(
         None, max_length=36, pattern=r"^[A-Za-z0-9-]+$",
         description="Run id whose held files the run applies (the operator sets it from the "

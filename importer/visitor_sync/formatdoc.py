@@ -24,14 +24,15 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError, PydanticUndefined
 
-from visitor_sync import values
+from visitor_sync import grades, safety, values
 from visitor_sync.config import ImportConfig, Limits, Notifications, Retention
 from visitor_sync.filetypes import APPLY_ORDER, FILE_TYPES
-from visitor_sync.filetypes.ascender import parse_ascender_birth_date
 from visitor_sync.filetypes.base import FileType, Reference, SyncMode
+from visitor_sync.filetypes.powerschool import parse_enroll_status
 from visitor_sync.oneroster import conformance as oneroster_conformance
 from visitor_sync.oneroster import roles as oneroster_roles
 from visitor_sync.oneroster import types as oneroster_types
+from visitor_sync.safety import PICKUP_FIELD
 
 BEGIN_MARKER = "<!-- BEGIN GENERATED: visitor-sync formats -->"
 END_MARKER = "<!-- END GENERATED -->"
@@ -118,6 +119,14 @@ ERROR_CODES: dict[str, tuple[Kind, str]] = {
                                "tried again next run"),
     "missing_column": (Kind.FILE, "a required column is not in the header row "
                                   "(every missing column is listed)"),
+    "unmapped_safety_column": (
+        Kind.FILE, "a header cell we do not map looks like a pickup, custody, emergency or "
+                   "court-order flag: compared like headers, its name holds "
+                   + ", ".join(f"`{word}`" for word in safety.SAFETY_WORDS)
+                   + " and none of " + ", ".join(f"`{word}`" for word in safety.DETAIL_WORDS)
+                   + " (nor ends with the word "
+                   + ", ".join(f"`{word}`" for word in sorted(safety.ID_WORDS))
+                   + "); the file is refused rather than a permission guessed"),
     "duplicate_column": (Kind.FILE, "two header cells name the same field (e.g. `DOB` and "
                                     "`Date of Birth`)"),
     "wrong_field_count": (Kind.ROW, "the row has more non-empty fields than the header has "
@@ -126,6 +135,8 @@ ERROR_CODES: dict[str, tuple[Kind, str]] = {
     "invalid_value": (Kind.ROW, "a value the row model rejects for a reason with no "
                                 "dedicated code"),
     "invalid_boolean": (Kind.ROW, "not a yes/no value"),
+    "invalid_enroll_status": (Kind.ROW, "a PowerSchool `Enroll_Status` that is not a whole "
+                                        "number"),
     "invalid_date": (Kind.ROW, "not a date in an accepted format, an impossible date, or a "
                                "date of birth in the future"),
     "invalid_grade": (Kind.ROW, "not a grade that maps to a CEDS code"),
@@ -141,7 +152,11 @@ ERROR_CODES: dict[str, tuple[Kind, str]] = {
     "unknown_student": (Kind.ROW, "Student ID does not name an active student of the "
                                   "district"),
     "unknown_school": (Kind.ROW, "School ID does not name a school of the district (schools "
-                                 "come from the rows of students files)"),
+                                 "come from the rows of students files, and from Clever's "
+                                 "schools.csv)"),
+    "unused_file": (Kind.WARNING, "a file of Clever's format this import does not use "
+                                  "(`sections.csv`, `enrollments.csv`, `staff.csv`, "
+                                  "`admins.csv`): reported as ignored and removed"),
     "unknown_column": (Kind.WARNING, "a header cell matches no column or alias of the type; "
                                      "the column is ignored"),
     "encoding_fallback": (Kind.WARNING, "the file is not valid UTF-8 and was read as "
@@ -191,28 +206,10 @@ def _true_false() -> list[tuple[str, str]]:
 
 
 def _grade_codes(quote: str = "") -> str:
-    """CEDS codes ``parse_grade`` stores: the words, then the range of numbers (probed)."""
-    words = [f"{quote}{code}{quote}" for code in dict.fromkeys(values.GRADE_SPELLINGS.values())]
-    numbers = []
-    for number in range(1, 100):
-        try:
-            code = values.parse_grade(str(number))
-        except PydanticCustomError:
-            continue
-        if code.isdigit():
-            numbers.append(code)
-    if numbers:
-        words.append(f"{quote}{numbers[0]}{quote} to {quote}{numbers[-1]}{quote}")
-    return ", ".join(words)
-
-
-def _grade_spellings() -> str:
-    grouped: dict[str, list[str]] = {}
-    for spelling, code in values.GRADE_SPELLINGS.items():
-        if spelling != code.upper():
-            grouped.setdefault(code, []).append(spelling)
-    return "; ".join(f"`{code}`: " + ", ".join(f"`{spelling}`" for spelling in spellings)
-                     for code, spellings in grouped.items())
+    """The CEDS codes ``parse_grade`` stores, numbers as a range."""
+    codes = [f"{quote}{grade.code}{quote}" for grade in grades.CEDS_CODES
+             if not grade.code.isdigit()]
+    return ", ".join([*codes, f"{quote}01{quote} to {quote}13{quote}"])
 
 
 def _value_formats() -> dict[Callable[..., Any], ValueFormat]:
@@ -232,18 +229,20 @@ def _value_formats() -> dict[Callable[..., Any], ValueFormat]:
         values.parse_birth_date: ValueFormat(
             "date of birth", f"date ({dates}), not in the future",
             "A date as above that is not after today.", date_examples, ("9999-12-31",)),
-        parse_ascender_birth_date: ValueFormat(
-            "Ascender date of birth", "date of birth as MMDDYYYY (or YYYY-MM-DD, MM/DD/YYYY, "
-            "M/D/YYYY), not in the future",
-            "Ascender's eight-digit month-day-year form; eight digits are never read as "
-            "YYYYMMDD.",
-            ("01052015", "1/5/2015"), ("20150105",)),
-        values.parse_grade: ValueFormat(
+        grades.parse_grade: ValueFormat(
             "grade", f"grade, stored as a CEDS code ({_grade_codes()})",
             f"Stored as a CEDS code: {_grade_codes('`')}. Numbers "
-            "are zero-padded (`5`, `05`, `5th`, `Grade 5` -> `05`). Other spellings "
-            "(compared without case, spaces, `-`, `_`, `.`, `/`): " + _grade_spellings() + ".",
-            ("K", "5", "05", "5th", "Grade 5", "Pre-K", "12", "13", "Other"), ("14", "Z")),
+            "are zero-padded (`5`, `05`, `5th`, `Grade 5` -> `05`). Every other code real "
+            "systems send is in the [grade vocabulary](#grade-vocabulary); anything else "
+            "is an error on that row only.",
+            ("K", "5", "05", "5th", "Grade 5", "Pre-K", "12", "13", "Other", "-1", "EE",
+             "KF", "PK3", "PostGraduate"), ("14", "Z", "-3", "0.5")),
+        parse_enroll_status: ValueFormat(
+            "PowerSchool enrollment status", "PowerSchool `Enroll_Status`: `0` is active, "
+            "any other whole number is not",
+            "PowerSchool's codes: `0` enrolled (active); `-1` pre-registered, `1` inactive, "
+            "`2` transferred out, `3` graduated and any other whole number: not active.",
+            ("0", "-1", "2", "3"), ("A", "0.5")),
         values.parse_email: ValueFormat(
             "e-mail", "e-mail address (stored lower-case)",
             "`name@example.org`; stored lower-case, so keys on e-mail ignore case.",
@@ -277,13 +276,17 @@ VALUE_FORMATS: dict[Callable[..., Any], ValueFormat] = _value_formats()
 VALIDATOR_NOTES: dict[str, str] = {
     "UserRow._schools_unless_administrator":
         "School IDs is required unless Role is `administrator` (`missing_value`).",
+    "CleverStudentRow._contact_needs_an_id":
+        "A contact needs both Contact_sis_id and Contact_name (`missing_value` otherwise: a "
+        "contact without its id is never guessed); Contact_type `Emergency` marks an "
+        "emergency contact.",
     "CourtOrderRow._expired_orders_are_inactive":
         "An order whose Expiry Date is in the past is stored inactive.",
 }
 
 #: ``ImportConfig`` settings that change what happens to a district's files.
 _SETTINGS = ("max_deactivate_percent", "quiet_period_seconds", "held_retention_days",
-             "accepted_types")
+             "accepted_types", "pickup_default")
 
 _SYNC_MODES = {
     SyncMode.FULL_SYNC: "full sync: records absent from the file are deactivated",
@@ -437,12 +440,27 @@ def validator_notes(model: type[BaseModel]) -> list[str]:
 
 def fillers_of(reference: Reference) -> list[str]:
     """File names whose types fill the table a reference points at."""
-    return [f"`{name}`" for file_type in FILE_TYPES.values()
-            if any(target.model is reference.model for target in file_type.targets)
-            for name in file_type.file_names]
+    return list(dict.fromkeys(
+        f"`{name}`" for file_type in FILE_TYPES.values()
+        if any(target.model is reference.model for target in file_type.targets)
+        for name in file_type.file_names))
 
 
 # -- rendering ----------------------------------------------------------------------------
+
+
+def canonical_of(file_type: FileType) -> FileType:
+    """The canonical type a layout feeds (itself for a canonical type)."""
+    return FILE_TYPES[file_type.kind]
+
+
+def _filled_column(file_type: FileType, row_field: str) -> str:
+    """Where a vendor field the canonical file lacks goes: ``table.column`` it fills
+    (Clever's contacts), else it is only the input of a conversion."""
+    filled = [f"`{target.name}.{column}`" for target in file_type.targets
+              for column, source in target.fields(file_type.row_fields).items()
+              if source == row_field]
+    return ", ".join(filled) if filled else "- (conversion input)"
 
 
 def _cell(text: str) -> str:
@@ -501,6 +519,26 @@ def render_file_type(file_type: FileType) -> str:
             f"{' or '.join(fillers_of(reference))}), else row error `{reference.code}`")
     if any(file_type.field_of(header) == "active" for header in file_type.headers):
         lines.append("- **Active** = 0 deactivates the record as absence from the file does")
+    if PICKUP_FIELD in file_type.row_fields:
+        without = ("every link it creates takes the district's `pickup_default` (`allow` "
+                   "unless set) and stored links keep theirs"
+                   if file_type.follows_pickup_default else "every link is stored as no pickup")
+        if any(file_type.field_of(header) == PICKUP_FIELD for header in file_type.headers):
+            header = file_type.header_of(PICKUP_FIELD)
+            rule = (f"an empty {header} cell means no pickup; from a file without a {header} "
+                    f"column, {without}")
+        else:
+            rule = f"this format has no pickup column: {without}"
+        lines.append(f"- **Pickup** fails closed: {rule}; a column that looks like a pickup, "
+                     "custody or emergency flag but is not mapped refuses the file "
+                     "(`unmapped_safety_column`)")
+    older = [f"`{alias}` for `{header}`" for header, aliases in file_type.headers.items()
+             for alias in aliases if canonical_of(file_type) is not file_type]
+    if older:
+        lines.append("- **Earlier headers still accepted**: " + ", ".join(older))
+    if file_type.ignored:
+        lines.append("- **Read and not imported** (no warning): "
+                     + ", ".join(f"`{_cell(header)}`" for header in file_type.ignored))
     for note in validator_notes(file_type.row_model):
         lines.append(f"- **Rule**: {note}")
     canonical = FILE_TYPES[file_type.kind]
@@ -515,7 +553,7 @@ def render_file_type(file_type: FileType) -> str:
                   if canonical is file_type else
                   f"`{canonical.header_of(file_type.field_of(column.header))}`"
                   if file_type.field_of(column.header) in canonical.row_fields
-                  else "- (conversion input)")
+                  else _filled_column(file_type, file_type.field_of(column.header)))
         lines.append("| " + " | ".join(_cell(text) for text in (
             f"`{column.header}`", "yes" if column.required else "no", second, column.value,
             column.default or "-", _codes(column.codes) or "-")) + " |")
@@ -533,6 +571,23 @@ def _render_value_formats() -> Iterator[str]:
         code = error_code_of(converter)
         yield (f"| {known.name} | {_cell(known.detail)} | "
                f"{f'`{code}`' if code else '-'} |")
+    yield ""
+
+
+def _render_grades() -> Iterator[str]:
+    yield "## Grade vocabulary\n"
+    yield ("Every grade is stored as one CEDS code (the vocabulary OneRoster uses too), "
+           "whatever system sent it. Words are compared without case, spaces, `-`, `_`, "
+           "`.` and `/`; numbers exactly (`-1` is not `1`). `1` to `13` (also `05`, `5th`, "
+           "`Grade 5`) are stored zero-padded. A grade in none of these lists is "
+           "`invalid_grade` on that row only; the file's other rows are applied.\n")
+    yield "| stored | meaning | also accepted | who sends them, notes |"
+    yield "|---|---|---|---|"
+    for grade in grades.CEDS_CODES:
+        accepted = ", ".join(f"`{spelling}`" for spelling in (*grade.numbers, *grade.words))
+        yield (f"| `{grade.code}` | {grade.meaning} | {_cell(accepted) or '-'} | "
+               f"{_cell(grade.sent_by) or '-'} |")
+    yield "| `01` to `12` | grades 1 to 12 | `1`, `01`, `1st`, `Grade 1`, `1st Grade` | - |"
     yield ""
 
 
@@ -600,7 +655,8 @@ def render_formats() -> str:
     parts += [render_file_type(file_type) for kind in APPLY_ORDER
               for file_type in FILE_TYPES.values() if file_type.kind == kind]
     parts.append(_render_oneroster())
-    parts += [*_render_value_formats(), *_render_settings(), *_render_error_codes()]
+    parts += [*_render_value_formats(), *_render_grades(), *_render_settings(),
+              *_render_error_codes()]
     return "\n".join(parts).rstrip("\n") + "\n"
 
 

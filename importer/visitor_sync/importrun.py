@@ -39,13 +39,14 @@ from visitor_sync.termination import Terminated, stop_on_sigterm
 def run_import(*, district_id: str | None, source: str, sftp_key: Path | None,
                sftp_password_file: Path | None, known_hosts: Path | None, db_url: str,
                config_file: Path | None, quiet_period: int | None,
-               max_deactivate_percent: float | None, approve_held: str | None,
-               outbox: Path | None, recipients: tuple[str, ...], output: str,
-               termination_log: Path | None, progress: Progress | None) -> None:
+               max_deactivate_percent: float | None, pickup_default: str | None,
+               approve_held: str | None, outbox: Path | None, recipients: tuple[str, ...],
+               output: str, termination_log: Path | None, progress: Progress | None) -> None:
     """The ``import`` command (see its help); exits with the contract's status."""
     config = _import_config(config_file, termination_log, district_id=district_id,
                             quiet_period_seconds=quiet_period,
-                            max_deactivate_percent=max_deactivate_percent)
+                            max_deactivate_percent=max_deactivate_percent,
+                            pickup_default=pickup_default)
     if approve_held is None:
         approve_held = config.approve_held_run
     try:

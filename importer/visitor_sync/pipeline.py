@@ -34,7 +34,7 @@ from visitor_sync.db.schema import (
     SyncedRecord,
 )
 from visitor_sync.failures import describe_failure, frames
-from visitor_sync.filetypes import file_type_for, format_named
+from visitor_sync.filetypes import by_header, file_type_for, format_named, provided_kinds
 from visitor_sync.filetypes.base import FileType
 from visitor_sync.issuelog import IssueLog
 from visitor_sync.issues import FileRejected, Issue
@@ -43,6 +43,7 @@ from visitor_sync.planning import Work, classify, in_run_order, kind_of, member_
 from visitor_sync.reconcile import Counts, TargetSync
 from visitor_sync.rejections import RejectedRecords
 from visitor_sync.retention import purge_database, sweep_drop_box
+from visitor_sync.safety import absent_field_defaults
 from visitor_sync.sources import (
     FileChanged,
     Inbox,
@@ -100,6 +101,9 @@ class Importer:
         self._present: set[FileType] = set()
         #: rows earlier files of the run rejected, to explain references to them
         self._rejected = RejectedRecords()
+        #: kinds an earlier file of the run already provided besides its own (Clever's
+        #: students.csv provides visitors), with that file's name
+        self._provided: dict[str, str] = {}
 
     @classmethod
     def for_validation(cls, scratch: Engine, inbox: Inbox, config: ImportConfig,
@@ -268,6 +272,11 @@ class Importer:
 
     def _process(self, item: Work) -> list[FileOutcome]:
         self._file_started = time.perf_counter()
+        if item.ignored:
+            outcome = self._record_ignored(item)
+            if not self.validate_only:
+                self._dispose(item, outcome.status)
+            return [outcome]
         try:
             if item.rejection is not None:  # decided from the listing: never downloaded
                 outcomes = [self._record_failure(item, item.rejection, FileStatus.REJECTED)]
@@ -325,12 +334,19 @@ class Importer:
         facts = inspect_file(path, self.config.limits)
         with (CsvTable(path, facts.encoding, self.config.limits) as table,
               self.engine.begin() as connection):
-            member = csv_member(table, file_type, item.name, facts.size)
+            layout = by_header(file_type, table.header)
+            if (earlier := self._provided.get(layout.kind)) is not None:
+                raise FileRejected(
+                    "duplicate_source", f"{earlier!r} in the same run already provides the "
+                    f"{layout.kind}; send one file per type")
+            member = csv_member(table, layout, item.name, facts.size)
             if facts.fell_back_to_cp1252:
                 member.warnings.append(Issue.warning(
                     item.name, "encoding_fallback", "the file is not valid UTF-8 and was "
                     "read as Windows-1252; export it as UTF-8"))
-            return self._apply(connection, item, [member], facts)
+            outcomes = self._apply(connection, item, [member], facts)
+            self._provided.update(dict.fromkeys(provided_kinds(layout), item.name))
+            return outcomes
 
     def _apply(self, connection: Connection, item: Work, members: list[Member],
                facts: FileFacts) -> list[FileOutcome]:
@@ -387,7 +403,10 @@ class Importer:
         log.extend(member.warnings)
         stage = Stage(member.file_type)
         stage.create(connection)
-        validator = RowValidator(member, stage, log)
+        # cells assumed for columns the header lacks (the district's pickup_default); like
+        # any absent column's, they are what new records get: stored records keep theirs
+        validator = RowValidator(member, stage, log, absent_field_defaults(
+            member.file_type, set(member.columns.written), self.config))
         if self.progress is not None:
             self.progress.file_started(member.label, member.total_bytes)
         stage.load(connection, validator.staged_rows(
@@ -433,6 +452,22 @@ class Importer:
             self._finish_file_result(connection, result_id, outcome)
             if status is FileStatus.REJECTED:
                 self._resolve_held(connection, item, "rejected")
+        return outcome
+
+    def _record_ignored(self, item: Work) -> FileOutcome:
+        """Record a known file this product does not use, with a warning saying so."""
+        warning = Issue.warning(
+            item.name, "unused_file", f"{item.name!r} is a Clever file this import does not "
+            "use (it reads Clever's students.csv, schools.csv and teachers.csv); it is "
+            "ignored, which is not an error")
+        outcome = FileOutcome(file=item.name, status=FileStatus.IGNORED, warnings=1,
+                              issues=[warning])
+        with self.engine.begin() as connection:
+            result_id = self._file_result(connection, item.name, None)
+            log = IssueLog(connection, result_id)
+            log.add(warning)
+            log.flush()
+            self._finish_file_result(connection, result_id, outcome)
         return outcome
 
     def _file_result(self, connection: Connection, file_name: str, file_type: str | None,

@@ -20,7 +20,7 @@ from sqlalchemy import Row
 from visitor_sync.config import Limits
 from visitor_sync.csvfile import check_size
 from visitor_sync.filenames import unreadable_reason
-from visitor_sync.filetypes import APPLY_ORDER, file_type_for
+from visitor_sync.filetypes import APPLY_ORDER, IGNORED_FILE_NAMES, file_type_for
 from visitor_sync.filetypes.base import Container, FileType
 from visitor_sync.issues import FileRejected
 from visitor_sync.sources import Inbox, SourceFile
@@ -37,6 +37,8 @@ class Work:
     held: Row[Any] | None = None
     rejection: FileRejected | None = None
     superseded: list[int] = field(default_factory=list)
+    #: a file of a known format we do not use: reported as ignored, then removed
+    ignored: bool = False
 
 
 def classify(files: list[SourceFile], inbox: Inbox, accepted: list[str] | None,
@@ -49,6 +51,9 @@ def classify(files: list[SourceFile], inbox: Inbox, accepted: list[str] | None,
         item = Work(file.name, None if unreadable else file_type_for(file.name),
                     lambda file=file: inbox.fetch(file), source_file=file)
         work.append(item)
+        if not unreadable and item.file_type is None and file.name.lower() in IGNORED_FILE_NAMES:
+            item.ignored = True
+            continue
         try:
             if unreadable:
                 raise FileRejected("unreadable_file_name", f"{unreadable}; rename the file "

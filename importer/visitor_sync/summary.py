@@ -27,6 +27,8 @@ class FileStatus(enum.StrEnum):
     WAITING = "waiting"
     #: the infrastructure failed while applying it: nothing applied, left for the next run
     FAILED = "failed"
+    #: a file of a format we know but do not use (Clever's sections.csv): reported, removed
+    IGNORED = "ignored"
 
 
 class RunResult(enum.StrEnum):

@@ -20,6 +20,7 @@ from visitor_sync.csvfile import CsvTable, normalise_header
 from visitor_sync.filetypes.base import FileType
 from visitor_sync.issuelog import IssueLog
 from visitor_sync.issues import FileRejected, Issue, quote_value
+from visitor_sync.safety import looks_like_safety_flag, unmapped_safety_reason
 from visitor_sync.staging import Stage
 
 _PYDANTIC_ERRORS = frozenset(typing.get_args(ErrorType)) - {"missing"}
@@ -43,8 +44,11 @@ class ColumnMap:
     def given(self) -> frozenset[str]:
         """The row fields the file says something about: those of its columns. A column
         left out of the header, or one its layout does not have (an Ascender export has
-        no Email), means "no information", so stored values of its field are kept."""
-        return frozenset(self.written)
+        no Email), means "no information", so stored values of its field are kept. A field
+        the layout computes from a column (``FileType.given_with``) is given with it."""
+        written = frozenset(self.written)
+        return written | {field for field, source in self.file_type.given_with.items()
+                          if source in written}
 
 
 #: A row to validate: its first physical line, its values by row field (empty cells
@@ -76,6 +80,7 @@ def match_header(header: list[str], header_line: int, file_type: FileType,
                  file_name: str) -> tuple[ColumnMap, list[Issue]]:
     """Map the file's header onto the type's fields (with warnings), or reject the file."""
     lookup = file_type.header_lookup()
+    ignored = file_type.ignored_headers()
     fields: list[str | None] = []
     written: dict[str, str] = {}
     warnings: list[Issue] = []
@@ -84,7 +89,10 @@ def match_header(header: list[str], header_line: int, file_type: FileType,
         field_name = lookup.get(normalise_header(name))
         if field_name is None:
             fields.append(None)
-            if name:
+            if looks_like_safety_flag(name):
+                problems.append(("unmapped_safety_column",
+                                 unmapped_safety_reason(name, file_type), header_line, name))
+            elif name and normalise_header(name) not in ignored:
                 warnings.append(Issue.warning(
                     file_name, "unknown_column", f"column {quote_value(name)} is not part of "
                     f"the {file_type.name} format and is ignored", line=header_line,
@@ -111,8 +119,11 @@ def match_header(header: list[str], header_line: int, file_type: FileType,
 def csv_member(table: CsvTable, file_type: FileType, file_name: str, size: int) -> Member:
     """A CSV file as one member: header matched, rows as records."""
     columns, warnings = match_header(table.header, table.header_line, file_type, file_name)
-    return Member(file_type, file_name, columns, _csv_records(table, columns, file_name),
-                  warnings, lambda: table.bytes_read, size, columns.given)
+    records: Iterable[Record] = _csv_records(table, columns, file_name)
+    if file_type.regroup is not None:
+        records = file_type.regroup(records, file_name)
+    return Member(file_type, file_name, columns, records, warnings, lambda: table.bytes_read,
+                  size, columns.given)
 
 
 def _csv_records(table: CsvTable, columns: ColumnMap, file_name: str) -> Iterator[Record]:
@@ -132,10 +143,13 @@ def _csv_records(table: CsvTable, columns: ColumnMap, file_name: str) -> Iterato
 class RowValidator:
     """Streams a member's records as staged tuples, logging every row error."""
 
-    def __init__(self, member: Member, stage: Stage, log: IssueLog) -> None:
+    def __init__(self, member: Member, stage: Stage, log: IssueLog,
+                 absent: dict[str, str] | None = None) -> None:
         self.member = member
         self.stage = stage
         self.log = log
+        #: cells assumed for fields the header leaves out (``safety.absent_field_defaults``)
+        self.absent = absent or {}
         self.rows_read = 0
 
     def staged_rows(self, progress: Callable[[int], None] | None = None,
@@ -152,7 +166,7 @@ class RowValidator:
                 yield self.stage.error_row(seq, line, raw)
                 continue
             try:
-                row = validate(raw)
+                row = validate({**self.absent, **raw} if self.absent else raw)
             except ValidationError as error:
                 self.log.extend(self._issues(error, line))
                 yield self.stage.error_row(seq, line, raw)

@@ -16,6 +16,8 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BeforeValidator
 from pydantic_core import PydanticCustomError
 
+from visitor_sync.grades import Grade as Grade  # re-exported: the grade type's old home
+from visitor_sync.grades import parse_grade as parse_grade
 from visitor_sync.issues import quote_value
 
 TRUE_SPELLINGS = frozenset({"1", "true", "yes", "y", "t"})
@@ -65,33 +67,6 @@ def born_on(born: date, value: str) -> date:
     if born > date.today():
         raise invalid("invalid_date", value, "is in the future; use the real date of birth")
     return born
-
-
-GRADE_SPELLINGS = {
-    "K": "KG", "KG": "KG", "KINDERGARTEN": "KG", "KINDER": "KG", "0": "KG", "00": "KG",
-    "PK": "PK", "PREK": "PK", "PREKINDERGARTEN": "PK", "P": "PK",
-    "TK": "TK", "TRANSITIONALKINDERGARTEN": "TK",
-    "IT": "IT", "INFANT": "IT", "INFANTTODDLER": "IT",
-    "PR": "PR", "PRESCHOOL": "PR",
-    "PS": "PS", "POSTSECONDARY": "PS",
-    "UG": "UG", "UNGRADED": "UG",
-    "OTHER": "Other",
-}
-_GRADE_NUMBER = re.compile(r"(?:GRADE\s*)?0*(\d{1,2})(?:ST|ND|RD|TH)?(?:\s*GRADE)?")
-
-
-@functools.lru_cache(maxsize=1024)
-def parse_grade(value: str) -> str:
-    """Normalise to a CEDS grade code (``K`` -> ``KG``, ``5`` -> ``05``)."""
-    compact = re.sub(r"[\s\-_./]+", "", value.upper())
-    # words may be spelled with separators (Pre-K); numbers may not (0.5, -1 are errors)
-    if compact in GRADE_SPELLINGS and (not compact.isdigit() or compact == value.strip()):
-        return GRADE_SPELLINGS[compact]
-    number = _GRADE_NUMBER.fullmatch(value.strip().upper())
-    if number and 1 <= int(number.group(1)) <= 13:
-        return f"{int(number.group(1)):02d}"
-    raise invalid("invalid_grade", value,
-                 "is not a grade; use KG, PK, TK, 01-12, 13, IT, PR, PS, UG or Other")
 
 
 _EMAIL = re.compile(r"[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>.]+")
@@ -154,7 +129,6 @@ def one_of(code: str, choices: dict[str, str]) -> Any:
 Bool = Annotated[bool, BeforeValidator(parse_bool)]
 Date = Annotated[date, BeforeValidator(parse_date)]
 BirthDate = Annotated[date, BeforeValidator(parse_birth_date)]
-Grade = Annotated[str, BeforeValidator(parse_grade)]
 Email = Annotated[str, AfterValidator(parse_email)]
 Phone = Annotated[str, AfterValidator(parse_phone)]
 Zip = Annotated[str, AfterValidator(parse_zip)]

@@ -150,7 +150,7 @@ class Metrics:
             [*DISTRICT_LABELS, "type", "outcome"], registry=self.registry)
         self.files = Counter(
             "visitor_sync_files", "Files handled by runs, by file type and status (applied, "
-            "rejected, held, waiting, failed).",
+            "rejected, held, waiting, failed, ignored).",
             [*DISTRICT_LABELS, "type", "status"], registry=self.registry)
         self.run_duration = Histogram(
             "visitor_sync_run_duration_seconds", "Wall-clock duration of finished runs.",

@@ -20,7 +20,7 @@ from croniter import croniter
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
-from visitor_sync.config import NotifyWhen, Retention
+from visitor_sync.config import NotifyWhen, PickupDefault, Retention
 from visitor_sync.filetypes import APPLY_ORDER, CONTAINERS
 from visitor_sync.sftp.keys import check_authorized_keys
 from visitor_sync.values import Email
@@ -160,6 +160,16 @@ class SafetySpec(SpecModel):
                                       "uploading).")
 
 
+class ImportSpec(SpecModel):
+    """How the district's files are read where they leave something unsaid."""
+
+    pickup_default: PickupDefault = Field(
+        PickupDefault.ALLOW, description="Pickup permission of the visitor links a visitors "
+        "file with no pickup column at all creates: allow or deny (stored links keep theirs). "
+        "A present pickup column always decides (an empty cell means no pickup); Clever "
+        "files are always deny.")
+
+
 class RetentionSpec(SpecModel, Retention):
     """How long deactivated records, error texts, run history and drop-box leftovers are
     kept (held files: safety.heldRetentionDays); applied by the importer after each run."""
@@ -234,8 +244,10 @@ class DistrictSyncSpec(SpecModel):
         "summer rollover; files uploaded meanwhile wait.")
     accepted_file_types: list[FileKind] | None = Field(
         None, description="File kinds the district may send (default: all): students, "
-        "visitors, employees, users, volunteers, court_orders, bus_schedule, oneroster.")
+        "visitors, employees, users, volunteers, court_orders, bus_schedule, "
+        "schools_clever, oneroster.")
     safety: SafetySpec = Field(default_factory=SafetySpec)
+    import_: ImportSpec = Field(default_factory=ImportSpec, alias="import")
     retention: RetentionSpec = Field(default_factory=RetentionSpec)
     sftp: SftpSpec = Field(default_factory=SftpSpec)
     database: DatabaseSpec = Field(default_factory=DatabaseSpec)

@@ -65,7 +65,7 @@ class LastImport(StatusModel):
     counts: dict[str, TypeCounts] = Field(default_factory=dict,
                                           description="Per file type, summed over files.")
     files: int = Field(0, description="Files handled (applied, rejected, held, waiting, "
-                       "failed).")
+                       "failed, ignored).")
     errors: int = Field(0, description="Errors found in the files.")
     held_files: list[str] = Field(default_factory=list,
                                   description="Files this run held for approval.")

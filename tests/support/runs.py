@@ -17,7 +17,7 @@ from sqlalchemy import Engine, select
 
 from visitor_sync.config import ImportConfig
 from visitor_sync.db.database import connect, migrate
-from visitor_sync.db.schema import Base
+from visitor_sync.db.schema import KEY_SEPARATOR, Base
 from visitor_sync.issues import Issue
 from visitor_sync.pipeline import Importer, stored_issues
 from visitor_sync.sources import LocalFolderSource, Source
@@ -90,6 +90,18 @@ def issues(engine: Engine, summary: ImportSummary, file: str | None = None) -> l
     """Every issue the run stored (the summary keeps only the first few), of ``file`` if given."""
     return [issue for issue in stored_issues(engine, summary.run_id)
             if file is None or issue.file == file]
+
+
+def located(engine: Engine, summary: ImportSummary) -> list[tuple[str, int | None, str | None,
+                                                                 str]]:
+    """``(file, line, column, code)`` of every issue the run stored, in report order."""
+    return [(issue.file, issue.line, issue.column, issue.code)
+            for issue in issues(engine, summary)]
+
+
+def link_key(visitor: str, student: str) -> str:
+    """The record key of a visitor-student link."""
+    return f"{visitor}{KEY_SEPARATOR}{student}"
 
 
 def outcome(summary: ImportSummary, file: str) -> FileOutcome:

@@ -127,6 +127,8 @@ class VisitorStudentLink(SyncedRecord, Base):
     relationship: Mapped[str | None]
     can_pickup: Mapped[bool]
     emergency_contact: Mapped[bool]
+    #: custody as the file states it (``None``: the file did not say); never grants pickup
+    has_custody: Mapped[bool | None]
 
 
 class Employee(SyncedRecord, Base):

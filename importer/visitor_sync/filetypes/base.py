@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     from visitor_sync.config import Limits
     from visitor_sync.reconcile import NewRecords
-    from visitor_sync.validation import Member
+    from visitor_sync.validation import Member, Record
 
 
 class RowModel(BaseModel):
@@ -119,13 +119,30 @@ class FileType:
     #: header -> row field where the field is not simply the header in snake_case
     #: (vendor layouts: ``Stu ID`` -> ``student_id``)
     header_fields: Mapping[str, str] = field(default_factory=dict)
+    #: whether a file of this type without a pickup column takes the district's
+    #: ``pickup_default`` (else its row model's default, "no pickup", always applies)
+    follows_pickup_default: bool = True
+    #: vendor columns read and deliberately not imported: no ``unknown_column`` warning
+    ignored: tuple[str, ...] = ()
+    #: turns the file's rows into one row per record (a vendor spreading a contact over
+    #: several rows); ``None``: each row is one record
+    regroup: Callable[[Iterable[Record], str], Iterable[Record]] | None = None
+    #: for a layout sharing another type's file name (Clever's students.csv): whether a
+    #: header is this layout's; such a layout is chosen by header, never by name alone
+    recognised_by: Callable[[list[str]], bool] | None = None
+    #: row fields the row model computes rather than reads -> the field whose column
+    #: makes them given (updated on existing records, not kept): Clever's emergency flag
+    #: comes from Contact_type
+    given_with: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.kind:
             object.__setattr__(self, "kind", self.name)
-        # A canonical type documents every field; a vendor layout at least the required ones.
+        # A canonical type documents every field; a vendor's headers (a layout, or a
+        # vendor's own file such as Clever's schools.csv) at least the required ones.
         fields = {name for name, info in self.row_model.model_fields.items()
-                  if self.kind == self.name or info.is_required()}
+                  if (self.kind == self.name and not self.header_fields)
+                  or info.is_required()}
         missing = fields - {self.field_of(header) for header in self.headers}
         if missing:
             raise TypeError(f"{self.name}: fields without a header: {sorted(missing)}")
@@ -142,6 +159,10 @@ class FileType:
     @property
     def row_fields(self) -> tuple[str, ...]:
         return tuple(self.row_model.model_fields)
+
+    def ignored_headers(self) -> frozenset[str]:
+        """Normalised headers of :attr:`ignored`."""
+        return frozenset(normalise_header(header) for header in self.ignored)
 
     def header_lookup(self) -> dict[str, str]:
         """Normalised header or alias -> row field."""
@@ -201,11 +222,19 @@ def field_name(header: str) -> str:
 
 
 def vendor_layout(canonical: FileType, name: str, file_name: str, row_model: type[RowModel],
-                  columns: Mapping[str, str], description: str) -> FileType:
-    """A vendor's export of a canonical type: its headers (vendor header -> row field),
-    its own row model for value conversions, and everything else canonical."""
+                  columns: Mapping[str, str], description: str, *,
+                  aliases: Mapping[str, tuple[str, ...]] | None = None,
+                  ignored: tuple[str, ...] = (),
+                  regroup: Callable[[Iterable[Record], str], Iterable[Record]] | None = None,
+                  follows_pickup_default: bool = True,
+                  recognised_by: Callable[[list[str]], bool] | None = None) -> FileType:
+    """A vendor's export of a canonical type: its headers (vendor header -> row field) with
+    older spellings as ``aliases``, its own row model for value conversions, the vendor
+    columns it reads and does not import, and everything else canonical."""
     return FileType(
         name=name, kind=canonical.kind, file_names=(file_name,), row_model=row_model,
-        headers={vendor: () for vendor in columns}, header_fields=dict(columns),
-        key=canonical.key, targets=canonical.targets, references=canonical.references,
-        after=canonical.after, description=description)
+        headers={vendor: (aliases or {}).get(vendor, ()) for vendor in columns},
+        header_fields=dict(columns), key=canonical.key, targets=canonical.targets,
+        references=canonical.references, after=canonical.after, description=description,
+        ignored=ignored, regroup=regroup, follows_pickup_default=follows_pickup_default,
+        recognised_by=recognised_by)

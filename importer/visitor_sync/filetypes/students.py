@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from visitor_sync.db.schema import School, Student
 from visitor_sync.filetypes.base import FileType, RowModel, SyncMode, Target
-from visitor_sync.values import BirthDate, Email, Grade
+from visitor_sync.grades import Grade
+from visitor_sync.values import BirthDate, Email
 
 
 class StudentRow(RowModel):

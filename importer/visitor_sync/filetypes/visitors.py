@@ -22,8 +22,11 @@ class VisitorRow(RowModel):
     zip: Zip | None = None
     student_id: str | None = None
     relationship: str | None = None
-    can_pickup: Bool = True
+    #: an empty cell means no pickup; with no column at all, the district's pickup_default
+    can_pickup: Bool = False
     emergency_contact: Bool = False
+    #: stored as stated; custody never grants pickup (Can Pickup alone decides)
+    has_custody: Bool | None = None
 
 
 VISITORS = FileType(
@@ -49,6 +52,7 @@ VISITORS = FileType(
         "Relationship": ("Relation", "Relationship Type"),
         "Can Pickup": ("Pickup", "Pickup Allowed", "Can Pick Up"),
         "Emergency Contact": ("Emergency",),
+        "Has Custody": ("Custody",),
         "Active": ("Is Active", "Enabled"),
     },
     key=("visitor_id", "student_id"),

@@ -43,6 +43,7 @@ def import_config(district: District, approve_held_run: str | None) -> ImportCon
         max_deactivate_percent=spec.safety.max_deactivate_percent,
         quiet_period_seconds=spec.safety.quiet_period_seconds,
         held_retention_days=spec.safety.held_retention_days,
+        pickup_default=spec.import_.pickup_default,
         accepted_types=spec.accepted_file_types, approve_held_run=approve_held_run,
         retention=Retention.model_validate(spec.retention.model_dump()),
         notifications=Notifications(recipients=spec.notifications.recipients,
