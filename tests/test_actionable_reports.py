@@ -175,12 +175,13 @@ def test_a_run_that_only_waited_says_so_and_for_how_long(engine: Engine,
     assert text.startswith(f"district {DISTRICT} run {summary.run_id}: waiting (2 file(s)")
     assert f"students.csv is waiting: {reason}" in text
     # the operator's status says the same; nothing is counted, the condition is not touched
-    patch = status_after(RunOutcome("job-1", summary.finished_at, summary, None),
+    patch = status_after(RunOutcome("job-1", "uid-1", summary.finished_at, summary, None),
                          {"consecutiveFailedRuns": 2}, 1)
     assert (patch["lastImport"]["result"], patch["lastImport"]["counts"]) == ("waiting", {})
     assert (patch["consecutiveFailedRuns"], "conditions" in patch) == (2, False)
     assert "lastSuccessfulImportTime" not in patch
-    event_reason, message = describe(RunOutcome("job-1", summary.finished_at, summary, None))
+    event_reason, message = describe(
+        RunOutcome("job-1", "uid-1", summary.finished_at, summary, None))
     assert event_reason == "ImportWaiting"
     assert message.startswith(f"run {summary.run_id}: waiting, 2 file(s) waiting, none read; "
                               "nonsense.csv changed")
