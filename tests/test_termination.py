@@ -9,8 +9,15 @@ import signal
 import threading
 
 import pytest
+from sqlalchemy.exc import OperationalError
 
-from visitor_sync.termination import Terminated, deferred, stop_if_asked, stop_on_sigterm
+from visitor_sync.termination import (
+    Terminated,
+    deferred,
+    raise_if_stopped_by,
+    stop_if_asked,
+    stop_on_sigterm,
+)
 
 
 def sigterm_myself() -> None:
@@ -88,3 +95,18 @@ def test_tracebacks_of_what_a_stop_interrupted_are_not_logged(
     err = capfd.readouterr().err
     assert "Exception during reset" not in err
     assert "an error after the stop is still logged" in err
+
+
+def test_an_error_a_stop_left_behind_is_the_stop() -> None:
+    """A SIGTERM inside the database driver can surface as the driver's error (a cut
+    connection, a failed rollback) with the stop only in its context: the file was
+    stopped, and the run must end rather than record a database failure and go on."""
+    try:
+        try:
+            raise Terminated()
+        except Terminated:
+            raise OperationalError("ROLLBACK", {}, ConnectionError("cut"))  # noqa: B904
+    except OperationalError as left_behind:
+        with pytest.raises(Terminated):
+            raise_if_stopped_by(left_behind)
+    raise_if_stopped_by(OperationalError("SELECT 1", {}, ConnectionError("down")))

@@ -62,7 +62,12 @@ from visitor_sync.summary import (
     RunResult,
     run_result,
 )
-from visitor_sync.termination import Terminated, deferred, stop_if_asked
+from visitor_sync.termination import (
+    Terminated,
+    deferred,
+    raise_if_stopped_by,
+    stop_if_asked,
+)
 from visitor_sync.validation import Member, RowValidator, csv_member
 
 log = logging.getLogger(__name__)
@@ -293,6 +298,7 @@ class Importer:
                 "held_file_missing", "the held file is no longer in the held area; "
                 "upload the file again"), FileStatus.REJECTED)]
         except SQLAlchemyError as error:
+            raise_if_stopped_by(error)
             # Not the district's fault: the file stays where it is for the next run. When
             # the database is gone, recording this fails too and the CLI says why, once.
             log.info("database failure while importing %s: %s", item.name,
@@ -305,6 +311,7 @@ class Importer:
         except SourceUnavailable:
             raise  # the drop box is gone: no other file can be read either
         except Exception as error:  # a bug must not block the district's other files
+            raise_if_stopped_by(error)
             log.error("unexpected failure while importing %s: %s\n%s", item.name,
                       describe_failure(error), frames(error))
             return [self._record_failure(item, FileRejected(

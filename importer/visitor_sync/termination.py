@@ -65,6 +65,15 @@ def _caused_by_terminated(error: BaseException | None) -> bool:
     return False
 
 
+def raise_if_stopped_by(error: BaseException) -> None:
+    """Raise :class:`Terminated` when ``error`` is what a stop left behind: a SIGTERM
+    that landed in the database driver can surface as the driver's error (a cut
+    connection, a failed rollback) with the stop only in its context. Such a file was
+    stopped, not broken by the database, and the run must end, not go on."""
+    if _caused_by_terminated(error):
+        raise Terminated() from error
+
+
 class _QuietStop(logging.Filter):
     """Drops the tracebacks of what a stop interrupted (e.g. SQLAlchemy's pool logging
     the rollback of a connection cut mid-COPY): the CLI reports the stop, in one line."""
