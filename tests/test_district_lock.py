@@ -16,6 +16,7 @@ from sqlalchemy import Engine, select
 from tests.support.processes import start_command
 from tests.support.runs import DISTRICT, database, make_inbox, run_import, write
 from tests.support.waiting import wait_for
+from visitor_sync.db.database import READ_ONLY
 from visitor_sync.db.schema import ImportRun
 from visitor_sync.locking import DistrictBusy, district_lock
 from visitor_sync.summary import RunResult
@@ -35,8 +36,9 @@ def import_arguments(db_url: str, inbox: Path, *options: str) -> list[str]:
 
 
 def running_run(engine: Engine) -> str | None:
-    """The id of the district's run in progress (recorded once it holds the lock)."""
-    with engine.connect() as connection:
+    """The id of the district's run in progress (recorded once it holds the lock), read
+    as a reader: on SQLite a writer's transaction would wait for the run's own."""
+    with engine.connect().execution_options(**{READ_ONLY: True}) as connection:
         return connection.scalar(select(ImportRun.id).where(
             ImportRun.district_id == DISTRICT, ImportRun.result == "running"))
 

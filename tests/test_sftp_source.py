@@ -14,12 +14,12 @@ import os
 import signal
 import stat
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import paramiko
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
@@ -344,23 +344,24 @@ def test_a_connection_dropped_mid_download_changes_nothing(
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
 
-    def drop_when_downloading() -> None:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            for copy in scratch.glob("visitor-sync-sftp-*/students.csv"):
-                if copy.stat().st_size > 1 << 20:
-                    sftp_server.drop_connections()
-                    return
-            time.sleep(0.002)
+    # The link drops from inside the download, once 1 MiB has arrived: a thread that
+    # watched the copy grow lost the race on a busy machine (the whole 64 MiB arrived
+    # before it ran). What is still in flight cannot hold the 62 MiB left.
+    received = 0
+    real_read = paramiko.SFTPFile.read
 
+    def read_then_drop(handle: paramiko.SFTPFile, size: int | None = None) -> bytes:
+        nonlocal received
+        data = real_read(handle, size)
+        received += len(data)
+        if received > 1 << 20 and sftp_server.connection_pids():
+            sftp_server.drop_connections()
+        return data
+
+    monkeypatch.setattr(paramiko.SFTPFile, "read", read_then_drop)
     with database(db_url) as engine, importer_source(sftp_server) as opened:
-        dropper = threading.Thread(target=drop_when_downloading)
-        dropper.start()
-        try:
-            with pytest.raises(SftpConnectionLost):
-                Importer(engine, opened, make_config()).run()
-        finally:
-            dropper.join()
+        with pytest.raises(SftpConnectionLost):
+            Importer(engine, opened, make_config()).run()
         assert table_rows(engine, "students", "student_id") == []
         with engine.connect() as connection:
             assert connection.scalar(select(func.count()).select_from(ImportFileResult)) == 0

@@ -10,7 +10,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 from visitor_sync.locking import migrations_lock
@@ -33,6 +33,11 @@ class SchemaTooNew(Exception):
             f"knows (its newest is {head}); run the importer of the release that migrated it")
 
 
+#: Execution option (``connection.execution_options(**{READ_ONLY: True})``) of a
+#: connection that only reads: on SQLite its transactions wait for no writer.
+READ_ONLY = "visitor_sync_read_only"
+
+
 def connect(url: str) -> Engine:
     """An engine for ``url``; SQLite gets foreign keys, WAL and a busy timeout."""
     parsed = make_url(url)
@@ -42,15 +47,21 @@ def connect(url: str) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         # pysqlite's own implicit BEGIN breaks savepoints: let SQLAlchemy emit BEGIN itself.
-        # IMMEDIATE takes the write lock up front, waiting up to the busy timeout: a
-        # deferred transaction that reads and then writes after another process wrote
-        # fails at once with SQLITE_BUSY_SNAPSHOT (WAL), which two concurrent runs hit.
-        event.listen(engine, "begin",
-                     lambda connection: connection.exec_driver_sql("BEGIN IMMEDIATE"))
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     connect_args = {} if "connect_timeout" in parsed.query else {
         "connect_timeout": CONNECT_TIMEOUT}
     return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+
+
+def _sqlite_begin(connection: Connection) -> None:
+    """``BEGIN IMMEDIATE``: the write lock up front, waiting up to the busy timeout. A
+    deferred transaction that reads and then writes after another process wrote fails
+    at once with SQLITE_BUSY_SNAPSHOT (WAL), which two concurrent runs hit. A connection
+    marked :data:`READ_ONLY` (a reader watching a run) begins deferred: WAL lets it read
+    while a run writes."""
+    read_only = connection.get_execution_options().get(READ_ONLY, False)
+    connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def _sqlite_pragmas(dbapi_connection: sqlite3.Connection, _record: object) -> None:
