@@ -22,6 +22,7 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
+from visitor_sync.summary import RunResult
 from visitor_sync_operator.district import District, InvalidResource
 from visitor_sync_operator.kube import Conflict, Gone, Kube, NotOwned, Refused, Unavailable
 from visitor_sync_operator.metrics import DistrictHealth, Metrics
@@ -344,7 +345,7 @@ def _record(operator: Operator, parent: dict[str, Any], job: dict[str, Any]) -> 
         save_status(operator, parent, wanted)
         _count(operator, parent["metadata"]["namespace"], parent["metadata"]["name"], outcome)
         reason, message = describe(outcome)
-        if outcome.result.value in ("success", "waiting"):
+        if outcome.result in (RunResult.SUCCESS, RunResult.WAITING):  # nothing failed
             kopf.info(parent, reason=reason, message=message)
         else:
             kopf.warn(parent, reason=reason, message=message)
